@@ -1,0 +1,167 @@
+//! `stephost-guest`: write a stephost step as a plain Rust type.
+//!
+//! A step implements [`Step`] and is exported with [`export_step!`]; the crate
+//! hides the WIT bindings and gives the helpers every step needs (JSON data,
+//! extensions, its manifest `config`). It builds with both
+//! `cargo build --target wasm32-wasip2` and `cargo component build`.
+//!
+//! ```ignore
+//! use stephost_guest::{export_step, Event, Step, StepError};
+//!
+//! struct Upper;
+//! impl Step for Upper {
+//!     fn handle(mut event: Event) -> Result<Option<Event>, StepError> {
+//!         let text = event.data_text()?.to_uppercase();
+//!         event.set_data_text(text);
+//!         Ok(Some(event))
+//!     }
+//! }
+//! export_step!(Upper);
+//! ```
+
+/// The generated WIT bindings of the `stephost:step` world.
+///
+/// Public so that [`export_step!`] can reach them from a guest crate; a step
+/// normally never names anything in here.
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "step",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "stephost_guest::bindings",
+    });
+}
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// One CloudEvent as the host hands it to a step (the WIT `cloud-event`).
+pub use bindings::stephost::step::types::CloudEvent as Event;
+/// How a step fails: `Retryable` (the host retries, ≙ 5xx) or `Fatal`
+/// (straight to the dead-letter sink, ≙ 4xx).
+pub use bindings::stephost::step::types::StepError;
+
+/// What a step does with one event.
+///
+/// `Ok(Some(e))` forwards `e`, `Ok(None)` drops the event by design (the
+/// Sequence stops and the sender is acknowledged), `Err(_)` fails it.
+/// The host builds a fresh instance per event, so the step is a type with no
+/// state: everything it needs comes from the event and [`config`].
+pub trait Step {
+    /// Handle one event.
+    fn handle(event: Event) -> Result<Option<Event>, StepError>;
+}
+
+/// Export a [`Step`] type as the component's `handler`.
+#[macro_export]
+macro_rules! export_step {
+    ($step:ty) => {
+        #[doc(hidden)]
+        struct __StephostStepExport;
+        impl $crate::bindings::exports::stephost::step::handler::Guest for __StephostStepExport {
+            fn handle(
+                event: $crate::Event,
+            ) -> ::core::result::Result<::core::option::Option<$crate::Event>, $crate::StepError>
+            {
+                <$step as $crate::Step>::handle(event)
+            }
+        }
+        $crate::bindings::export!(__StephostStepExport with_types_in $crate::bindings);
+    };
+}
+
+/// One setting from the step's manifest (`spec.config`), if set.
+pub fn config(key: &str) -> Option<String> {
+    bindings::stephost::step::config::get(key)
+}
+
+/// One setting, or `default` when the manifest does not set it.
+pub fn config_or(key: &str, default: &str) -> String {
+    config(key).unwrap_or_else(|| default.to_string())
+}
+
+impl StepError {
+    /// A failure retrying cannot fix (bad input): goes to the dead-letter sink.
+    pub fn fatal(message: impl Into<String>) -> Self {
+        StepError::Fatal(message.into())
+    }
+
+    /// A failure that a retry may fix: retried per the delivery spec.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        StepError::Retryable(message.into())
+    }
+}
+
+impl Event {
+    /// The value of extension `name`, if the event carries it.
+    pub fn extension(&self, name: &str) -> Option<&str> {
+        self.extensions
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Set extension `name` (replacing an existing value, keeping the others).
+    pub fn set_extension(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.extensions.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.extensions.push((name.to_string(), value)),
+        }
+    }
+
+    /// The data as UTF-8 text; a `Fatal` error when it is absent or not UTF-8,
+    /// since retrying cannot change the input.
+    pub fn data_text(&self) -> Result<&str, StepError> {
+        let bytes = self
+            .data
+            .as_deref()
+            .ok_or_else(|| StepError::fatal("the event has no data"))?;
+        std::str::from_utf8(bytes).map_err(|e| StepError::fatal(format!("data is not UTF-8: {e}")))
+    }
+
+    /// The data parsed as JSON into `T`; a `Fatal` error naming what is wrong.
+    pub fn data_json<T: DeserializeOwned>(&self) -> Result<T, StepError> {
+        let bytes = self
+            .data
+            .as_deref()
+            .ok_or_else(|| StepError::fatal("the event has no data"))?;
+        serde_json::from_slice(bytes)
+            .map_err(|e| StepError::fatal(format!("data is not the expected JSON: {e}")))
+    }
+
+    /// Replace the data with text, content type `text/plain`.
+    pub fn set_data_text(&mut self, text: impl Into<String>) {
+        self.data = Some(text.into().into_bytes());
+        self.datacontenttype = Some("text/plain".to_string());
+    }
+
+    /// Replace the data with `value` as JSON, content type `application/json`.
+    pub fn set_data_json<T: Serialize>(&mut self, value: &T) -> Result<(), StepError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| StepError::fatal(format!("cannot encode data as JSON: {e}")))?;
+        self.data = Some(bytes);
+        self.datacontenttype = Some("application/json".to_string());
+        Ok(())
+    }
+
+    /// Whether the content type says the data is JSON (`application/json`,
+    /// `*/*+json`; absent counts as JSON, as in the CloudEvents JSON format).
+    pub fn data_is_json(&self) -> bool {
+        match self.datacontenttype.as_deref() {
+            None => true,
+            Some(ct) => {
+                let media = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                media == "application/json" || media == "text/json" || media.ends_with("+json")
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! Guest components built from `guests/` by `build.rs`: the reference guests
+//! embedded in the binary (`builtin:<name>` in a WasmStep), the default
+//! manifest that uses them, and the paths of every built guest for tests and
+//! benchmarks.
+
+use crate::registry::Builtins;
+
+include!(concat!(env!("OUT_DIR"), "/guests.rs"));
+
+/// The default manifest `stephost serve` runs without `--manifest`: the seed's
+/// Sequence (content filter → sentiment) bound to the built-in guests.
+pub const DEFAULT_MANIFEST: &str = include_str!("../../manifests/default-sequence.yaml");
+
+/// The guests compiled into this binary.
+pub struct EmbeddedGuests;
+
+impl Builtins for EmbeddedGuests {
+    fn get(&self, name: &str) -> Option<&'static [u8]> {
+        EMBEDDED
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| *bytes)
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        EMBEDDED.iter().map(|(n, _)| *n).collect()
+    }
+}

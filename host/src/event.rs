@@ -1,0 +1,376 @@
+//! CloudEvents in and out: HTTP (binary and structured mode) ⇄ the SDK's
+//! `Event` ⇄ the WIT `cloud-event` record a step sees.
+//!
+//! Parsing follows the CloudEvents HTTP protocol binding 1.0 as the Knative
+//! data plane applies it (sdk-go `ReadEncoding`): `application/cloudevents+json`
+//! is structured mode, `application/cloudevents-batch+json` is batch mode
+//! (refused, as channel and broker ingresses do), anything else is binary mode
+//! and needs a `ce-specversion` header. Events are always written in binary
+//! mode, as Knative's dispatcher does.
+
+use cloudevents::event::{
+    EventBuilder, EventBuilderV03, EventBuilderV10, ExtensionValue, SpecVersion,
+};
+use cloudevents::{AttributesReader, Data, Event};
+use http::{HeaderMap, HeaderValue, header};
+use thiserror::Error;
+
+use crate::runtime::WitEvent;
+
+/// Media type of structured-mode events (CloudEvents JSON format §3).
+const STRUCTURED: &str = "application/cloudevents+json";
+/// Media type of batch-mode events (CloudEvents HTTP binding §3.3).
+const BATCH: &str = "application/cloudevents-batch+json";
+
+/// Why an HTTP request or response is not one valid CloudEvent.
+#[derive(Debug, Error, PartialEq)]
+pub enum EventError {
+    /// Batch mode is not supported by Knative channels or brokers either.
+    #[error(
+        "batched CloudEvents ({BATCH}) are not supported: send one event per request, \
+         in binary or structured mode"
+    )]
+    Batch,
+    /// Neither binary nor structured mode.
+    #[error(
+        "not a CloudEvent: no ce-specversion header (binary mode) and Content-Type is not \
+         {STRUCTURED} (structured mode)"
+    )]
+    NotAnEvent,
+    /// The spec version is not 1.0 or 0.3.
+    #[error("unsupported CloudEvents specversion {0:?}: only \"1.0\" and \"0.3\" are accepted")]
+    UnknownSpecVersion(String),
+    /// A required attribute is missing or empty.
+    #[error("invalid CloudEvent: required attribute `{0}` is missing or empty")]
+    MissingAttribute(&'static str),
+    /// The structured body or an attribute value does not parse.
+    #[error("invalid CloudEvent: {0}")]
+    Invalid(String),
+}
+
+/// Which CloudEvents HTTP content mode a message uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Attributes in `ce-*` headers, data in the body.
+    Binary,
+    /// The whole event as a JSON document.
+    Structured,
+    /// A JSON array of events.
+    Batch,
+    /// Not a CloudEvent at all.
+    Unknown,
+}
+
+/// Detect the content mode of a message the way sdk-go's `ReadEncoding` does.
+pub fn mode(headers: &HeaderMap) -> Mode {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    match media.as_deref() {
+        Some(STRUCTURED) => Mode::Structured,
+        Some(BATCH) => Mode::Batch,
+        _ if headers.contains_key("ce-specversion") => Mode::Binary,
+        _ => Mode::Unknown,
+    }
+}
+
+/// Parse one CloudEvent from an HTTP message (request or response).
+pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError> {
+    match mode(headers) {
+        Mode::Batch => return Err(EventError::Batch),
+        Mode::Unknown => return Err(EventError::NotAnEvent),
+        Mode::Binary => {
+            let version = headers
+                .get("ce-specversion")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if version != "1.0" && version != "0.3" {
+                return Err(EventError::UnknownSpecVersion(version.to_string()));
+            }
+        }
+        Mode::Structured => {}
+    }
+    let event = cloudevents::binding::http::to_event(headers, body)
+        .map_err(|e| EventError::Invalid(e.to_string()))?;
+    validate(&event)?;
+    Ok(event)
+}
+
+/// Required attributes must be present and non-empty (CloudEvents 1.0 §3.1;
+/// sdk-go `Validate`), which the Rust SDK does not check for every mode.
+fn validate(event: &Event) -> Result<(), EventError> {
+    if event.id().is_empty() {
+        return Err(EventError::MissingAttribute("id"));
+    }
+    if event.source().is_empty() {
+        return Err(EventError::MissingAttribute("source"));
+    }
+    if event.ty().is_empty() {
+        return Err(EventError::MissingAttribute("type"));
+    }
+    if event.subject() == Some("") {
+        return Err(EventError::Invalid(
+            "attribute `subject` is present but empty".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Write an event in binary content mode: headers and body.
+pub fn to_http(event: Event) -> Result<(HeaderMap, Vec<u8>), EventError> {
+    use cloudevents::message::BinaryDeserializer;
+    let serializer = cloudevents::binding::http::Serializer::new(BinaryWriter::default());
+    let (headers, body) = event
+        .deserialize_binary(serializer)
+        .map_err(|e| EventError::Invalid(format!("cannot encode the event in binary mode: {e}")))?;
+    Ok((headers, body))
+}
+
+/// Collects what the SDK's binary serializer writes.
+#[derive(Default)]
+struct BinaryWriter {
+    /// `ce-*` headers and `content-type`.
+    headers: HeaderMap,
+}
+
+impl cloudevents::binding::http::Builder<(HeaderMap, Vec<u8>)> for BinaryWriter {
+    fn header(&mut self, key: &str, value: HeaderValue) {
+        if let Ok(name) = http::HeaderName::try_from(key) {
+            self.headers.insert(name, value);
+        }
+    }
+
+    fn body(&mut self, bytes: Vec<u8>) -> cloudevents::message::Result<(HeaderMap, Vec<u8>)> {
+        Ok((std::mem::take(&mut self.headers), bytes))
+    }
+
+    fn finish(&mut self) -> cloudevents::message::Result<(HeaderMap, Vec<u8>)> {
+        self.body(Vec::new())
+    }
+}
+
+/// The WIT record a step receives for `event`.
+pub fn to_wit(event: &Event) -> WitEvent {
+    let data = event.data().map(|data| match data {
+        Data::Binary(bytes) => bytes.clone(),
+        Data::String(text) => text.clone().into_bytes(),
+        Data::Json(value) => serde_json::to_vec(value).unwrap_or_default(),
+    });
+    WitEvent {
+        id: event.id().to_string(),
+        source: event.source().to_string(),
+        specversion: event.specversion().to_string(),
+        type_: event.ty().to_string(),
+        subject: event.subject().map(str::to_string),
+        time: event.time().map(|t| t.to_rfc3339()),
+        datacontenttype: event.datacontenttype().map(str::to_string),
+        dataschema: event.dataschema().map(|u| u.to_string()),
+        extensions: event
+            .iter_extensions()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+        data,
+    }
+}
+
+/// The SDK event for a step's output record; an error names the bad attribute.
+pub fn from_wit(wit: WitEvent) -> Result<Event, EventError> {
+    let event = match wit.specversion.as_str() {
+        "1.0" => build(EventBuilderV10::new(), wit)?,
+        "0.3" => build(EventBuilderV03::new(), wit)?,
+        other => return Err(EventError::UnknownSpecVersion(other.to_string())),
+    };
+    validate(&event)?;
+    Ok(event)
+}
+
+/// Fill a version-specific builder from a WIT record.
+fn build<B>(builder: B, wit: WitEvent) -> Result<Event, EventError>
+where
+    B: EventBuilder + WitBuilder,
+{
+    let mut b = builder
+        .with_id(wit.id)
+        .with_source(wit.source)
+        .with_ty(wit.type_);
+    if let Some(subject) = wit.subject {
+        b = b.with_subject(subject);
+    }
+    if let Some(time) = wit.time {
+        b = b.with_time(time);
+    }
+    for (name, value) in wit.extensions {
+        if !valid_extension_name(&name) {
+            return Err(EventError::Invalid(format!(
+                "extension name {name:?} is not [a-z0-9]{{1,20}} (CloudEvents 1.0 §3.1.1)"
+            )));
+        }
+        b = b.with_extension(&name, value);
+    }
+    let mut event = b.build().map_err(|e| EventError::Invalid(e.to_string()))?;
+    if let Some(schema) = wit.dataschema {
+        let url = url::Url::parse(&schema)
+            .map_err(|e| EventError::Invalid(format!("dataschema {schema:?}: {e}")))?;
+        cloudevents::AttributesWriter::set_dataschema(&mut event, Some(url));
+    }
+    if let Some(ct) = wit.datacontenttype {
+        cloudevents::AttributesWriter::set_datacontenttype(&mut event, Some(ct));
+    }
+    if let Some(data) = wit.data {
+        event.set_data_unchecked(Data::Binary(data));
+    }
+    Ok(event)
+}
+
+/// Extension attribute names: lower-case letters and digits (CloudEvents 1.0
+/// §3.1.1 says "SHOULD NOT exceed 20 characters"; we accept up to 250 so
+/// Knative's own `knativeerrordest`-style names and vendor names pass).
+fn valid_extension_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 250
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The version-independent subset of the SDK's two builders.
+trait WitBuilder: Sized {
+    fn with_id(self, id: String) -> Self;
+    fn with_source(self, source: String) -> Self;
+    fn with_ty(self, ty: String) -> Self;
+    fn with_subject(self, subject: String) -> Self;
+    fn with_time(self, time: String) -> Self;
+    fn with_extension(self, name: &str, value: String) -> Self;
+}
+
+macro_rules! wit_builder {
+    ($builder:ty) => {
+        impl WitBuilder for $builder {
+            fn with_id(self, id: String) -> Self {
+                self.id(id)
+            }
+            fn with_source(self, source: String) -> Self {
+                self.source(source)
+            }
+            fn with_ty(self, ty: String) -> Self {
+                self.ty(ty)
+            }
+            fn with_subject(self, subject: String) -> Self {
+                self.subject(subject)
+            }
+            fn with_time(self, time: String) -> Self {
+                self.time(time)
+            }
+            fn with_extension(self, name: &str, value: String) -> Self {
+                self.extension(name, ExtensionValue::String(value))
+            }
+        }
+    };
+}
+wit_builder!(EventBuilderV10);
+wit_builder!(EventBuilderV03);
+
+/// The spec version as the CloudEvents attribute spells it.
+pub fn spec_version(event: &Event) -> &'static str {
+    match event.specversion() {
+        SpecVersion::V03 => "0.3",
+        SpecVersion::V10 => "1.0",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binary(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in pairs {
+            headers.insert(
+                http::HeaderName::try_from(*k).expect("name"),
+                HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn binary_event_round_trips_through_wit() {
+        let headers = binary(&[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-badwordfilter", "good"),
+            ("content-type", "text/plain"),
+        ]);
+        let event = from_http(&headers, b"hello".to_vec()).expect("parses");
+        let wit = to_wit(&event);
+        assert_eq!(wit.data.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(
+            wit.extensions,
+            vec![("badwordfilter".into(), "good".into())]
+        );
+        let back = from_wit(wit).expect("valid");
+        let (headers, body) = to_http(back).expect("encodes");
+        assert_eq!(body, b"hello");
+        assert_eq!(headers["ce-badwordfilter"], "good");
+        assert_eq!(headers["content-type"], "text/plain");
+    }
+
+    #[test]
+    fn version_03_is_never_upgraded() {
+        let headers = binary(&[
+            ("ce-specversion", "0.3"),
+            ("ce-id", "1"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+        ]);
+        let event = from_http(&headers, Vec::new()).expect("parses");
+        let back = from_wit(to_wit(&event)).expect("valid");
+        assert_eq!(spec_version(&back), "0.3");
+        assert_eq!(to_http(back).expect("encodes").0["ce-specversion"], "0.3");
+    }
+
+    #[test]
+    fn missing_required_attributes_are_named() {
+        let headers = binary(&[("ce-specversion", "1.0"), ("ce-id", "1"), ("ce-type", "t")]);
+        let err = from_http(&headers, Vec::new()).expect_err("no source");
+        assert!(err.to_string().contains("source"), "{err}");
+    }
+
+    #[test]
+    fn batch_and_plain_bodies_are_refused() {
+        let batch = binary(&[("content-type", "application/cloudevents-batch+json")]);
+        assert_eq!(from_http(&batch, b"[]".to_vec()), Err(EventError::Batch));
+        let plain = binary(&[("content-type", "application/json")]);
+        assert_eq!(
+            from_http(&plain, b"{}".to_vec()),
+            Err(EventError::NotAnEvent)
+        );
+    }
+
+    #[test]
+    fn bad_extension_names_from_a_step_are_refused() {
+        let mut wit = to_wit(
+            &from_http(
+                &binary(&[
+                    ("ce-specversion", "1.0"),
+                    ("ce-id", "1"),
+                    ("ce-source", "/s"),
+                    ("ce-type", "t"),
+                ]),
+                Vec::new(),
+            )
+            .expect("parses"),
+        );
+        wit.extensions.push(("Bad-Name".into(), "x".into()));
+        assert!(from_wit(wit).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! stephost: runs the steps of a Knative Sequence as sandboxed WebAssembly
+//! components inside one service, with the Sequence's event semantics.
+//!
+//! Data flows one way: [`manifest`] (parse + validate YAML) → [`registry`]
+//! (resolved steps and sequences) → [`runtime`] (wasmtime engine, compiled
+//! components, per-event instances) → [`sequence`] (chaining and delivery) →
+//! [`server`] (HTTP). [`event`] converts CloudEvents between HTTP, the SDK and
+//! the WIT record a step sees.
+
+#![deny(missing_docs)]
+
+pub mod builtin;
+pub mod event;
+mod guest_log;
+pub mod manifest;
+pub mod registry;
+pub mod runtime;
+pub mod sequence;
+pub mod server;

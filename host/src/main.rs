@@ -1,0 +1,232 @@
+//! The `stephost` binary: parses flags and wires manifest → registry →
+//! runtime → server. All behaviour lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use stephost::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
+use stephost::manifest::{Manifest, parse_quantity};
+use stephost::registry::{Registry, Resolver};
+use stephost::runtime::{Runtime, RuntimeConfig};
+use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
+
+#[derive(Parser)]
+#[command(
+    name = "stephost",
+    version,
+    about = "Runs Knative Sequence steps as WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Sequences over HTTP (CloudEvents in, the chain, the reply out).
+    Serve(ServeArgs),
+    /// Check manifests (and compile their components) without serving.
+    Validate {
+        /// Manifest files (multi-document YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        resolve: ResolveArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Manifest file(s); without any, the built-in default Sequence is served.
+    #[arg(long = "manifest", short = 'm')]
+    manifests: Vec<PathBuf>,
+    /// Port to listen on (Knative sets $PORT).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    host: std::net::IpAddr,
+    /// Largest event body accepted, e.g. 4Mi (413 beyond).
+    #[arg(long, default_value = "4Mi")]
+    max_event_bytes: String,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(flatten)]
+    engine: EngineArgs,
+    #[command(flatten)]
+    resolve: ResolveArgs,
+}
+
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Allocate instances on demand instead of from the pooling allocator.
+    #[arg(long)]
+    no_pooling: bool,
+    /// Largest memory any step may be given, e.g. 512Mi.
+    #[arg(long, default_value = "512Mi")]
+    max_step_memory: String,
+    /// Instances that may run at once across all steps (pool size).
+    #[arg(long, default_value_t = 128)]
+    max_instances: u32,
+}
+
+#[derive(clap::Args)]
+struct ResolveArgs {
+    /// Cluster domain for refs resolved as Knative does.
+    #[arg(long, default_value = "cluster.local")]
+    cluster_domain: String,
+    /// Namespace of Sequences and refs that name none.
+    #[arg(long, env = "STEPHOST_NAMESPACE", default_value = "default")]
+    namespace: String,
+    /// Broker ingress base URL [default: http://broker-ingress.knative-eventing.svc.<cluster-domain>].
+    #[arg(long)]
+    broker_ingress: Option<url::Url>,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Validate {
+            files,
+            engine,
+            resolve,
+        } => validate(files, engine, resolve),
+    }
+}
+
+fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
+    let max_memory = parse_quantity(&serde_yaml::Value::String(args.max_step_memory.clone()))
+        .map_err(anyhow::Error::msg)
+        .context("--max-step-memory")?;
+    if args.max_instances == 0 {
+        bail!("--max-instances must be at least 1");
+    }
+    Ok(RuntimeConfig {
+        pooling: !args.no_pooling,
+        max_memory,
+        max_instances: args.max_instances,
+    })
+}
+
+fn resolver(args: &ResolveArgs) -> Result<Resolver> {
+    let k_sink = match std::env::var("K_SINK") {
+        Ok(sink) if !sink.is_empty() => {
+            Some(url::Url::parse(&sink).with_context(|| format!("K_SINK={sink:?} is not a URL"))?)
+        }
+        _ => None,
+    };
+    Ok(Resolver {
+        cluster_domain: args.cluster_domain.clone(),
+        broker_ingress: args.broker_ingress.clone(),
+        namespace: args.namespace.clone(),
+        k_sink,
+    })
+}
+
+fn load_manifest(files: &[PathBuf]) -> Result<Manifest> {
+    if files.is_empty() {
+        return Manifest::parse(
+            DEFAULT_MANIFEST,
+            "<built-in default manifest>",
+            ".".as_ref(),
+        )
+        .context("the built-in default manifest is invalid");
+    }
+    Ok(Manifest::load(files)?)
+}
+
+fn validate(files: Vec<PathBuf>, engine: EngineArgs, resolve: ResolveArgs) -> Result<()> {
+    init_logging("text");
+    let manifest = load_manifest(&files)?;
+    let runtime = Runtime::new(runtime_config(&engine)?)?;
+    let registry = Registry::build(&manifest, &runtime, &resolver(&resolve)?, &EmbeddedGuests)?;
+    println!(
+        "ok: {} Sequence(s) [{}], {} WasmStep(s) [{}]",
+        registry.sequences.len(),
+        registry
+            .sequences
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", "),
+        registry.steps.len(),
+        registry
+            .steps
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(&args.log_format);
+    let max_event_bytes = parse_quantity(&serde_yaml::Value::String(args.max_event_bytes.clone()))
+        .map_err(anyhow::Error::msg)
+        .context("--max-event-bytes")?;
+    let max_event_bytes = usize::try_from(max_event_bytes).unwrap_or(DEFAULT_MAX_EVENT_BYTES);
+    let manifest = load_manifest(&args.manifests)?;
+    let resolver = resolver(&args.resolve)?;
+    let runtime = Runtime::new(runtime_config(&args.engine)?)?;
+    let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    tokio.block_on(async move {
+        let state = Arc::new(AppState::new(max_event_bytes));
+        let addr = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr().context("listener address")?;
+        tracing::info!(
+            address = %local,
+            k_service = std::env::var("K_SERVICE").unwrap_or_default(),
+            k_configuration = std::env::var("K_CONFIGURATION").unwrap_or_default(),
+            k_revision = std::env::var("K_REVISION").unwrap_or_default(),
+            "stephost listening"
+        );
+        println!("stephost listening on http://{local}");
+
+        // Compile off the reactor; the port answers /healthz meanwhile and
+        // /readyz turns 200 once every component is compiled.
+        let compile_state = state.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            Registry::build(&manifest, &runtime, &resolver, &EmbeddedGuests).map(|r| (r, runtime))
+        });
+        let serving = tokio::spawn(server::serve(listener, state));
+        let (registry, runtime) = compiled.await.context("compile task")??;
+        for seq in registry.sequences.values() {
+            let steps: Vec<String> = seq.steps.iter().map(|s| s.target.label()).collect();
+            tracing::info!(
+                sequence = %seq.name,
+                steps = ?steps,
+                reply = seq.reply.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "(none: returned to sender)".into()),
+                "sequence ready"
+            );
+        }
+        compile_state.live.store(Some(Arc::new(registry)));
+        tracing::info!("ready");
+        serving.await.context("server task")??;
+        drop(runtime);
+        Ok(())
+    })
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,772 @@
+//! Reads and validates manifests: multi-document YAML holding unchanged
+//! Knative `flows.knative.dev/v1 Sequence` documents and stephost's
+//! `stephost.dev/v1alpha1 WasmStep` documents.
+//!
+//! Every error names the file, the document (index, kind, name) and the field
+//! path, so a user can fix a manifest without guessing.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::runtime::StepLimits;
+
+/// The Knative API group/version of a Sequence.
+pub const SEQUENCE_API: &str = "flows.knative.dev/v1";
+/// stephost's own API group/version.
+pub const WASMSTEP_API: &str = "stephost.dev/v1alpha1";
+
+/// Where in which manifest a problem is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Location {
+    /// The file (or `<embedded default>`).
+    pub origin: String,
+    /// 1-based index of the YAML document in the file.
+    pub document: usize,
+    /// The document's `kind` and `metadata.name`, when known.
+    pub what: String,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: document {}", self.origin, self.document)?;
+        if !self.what.is_empty() {
+            write!(f, " ({})", self.what)?;
+        }
+        Ok(())
+    }
+}
+
+/// A manifest that cannot be used, with where and why.
+#[derive(Debug, Error, PartialEq)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read manifest {path}: {message}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        message: String,
+    },
+    /// The text is not YAML.
+    #[error("{origin}: not valid YAML: {message}")]
+    Yaml {
+        /// The file.
+        origin: String,
+        /// The parser's reason, with line and column.
+        message: String,
+    },
+    /// A field is wrong.
+    #[error("{at}: {field}: {message}")]
+    Field {
+        /// The document.
+        at: Location,
+        /// Dotted path of the field (`spec.steps[1].ref`).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The manifests as a whole do not fit together.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl ManifestError {
+    fn field(at: &Location, field: impl Into<String>, message: impl Into<String>) -> Self {
+        ManifestError::Field {
+            at: at.clone(),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything read from the manifests given to the host.
+#[derive(Debug, Clone, Default)]
+pub struct Manifest {
+    /// The Knative Sequences, in file order.
+    pub sequences: Vec<SequenceDoc>,
+    /// The WasmStep bindings, in file order.
+    pub wasm_steps: Vec<WasmStepDoc>,
+}
+
+/// `metadata` of any document: only what stephost uses is typed; the rest of
+/// Kubernetes' ObjectMeta (labels, uid, …) is accepted and ignored.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ObjectMeta {
+    /// The object's name: how steps and sequences are addressed.
+    #[serde(default)]
+    pub name: String,
+    /// Namespace: used to resolve refs as Knative does (`Kn-Namespace`, URLs).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Anything else Kubernetes allows in metadata.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A Knative Sequence, as `flows.knative.dev/v1` defines it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SequenceDoc {
+    /// Must be `flows.knative.dev/v1`.
+    pub api_version: String,
+    /// Must be `Sequence`.
+    pub kind: String,
+    /// Name and namespace.
+    pub metadata: ObjectMeta,
+    /// The steps, channel template and reply.
+    pub spec: SequenceSpec,
+    /// Written by Knative's controller; accepted and ignored.
+    #[serde(default)]
+    pub status: Option<serde_yaml::Value>,
+    /// Where it was read from, for error messages.
+    #[serde(skip)]
+    pub at: Option<Location>,
+}
+
+/// `spec` of a Sequence (eventing `SequenceSpec`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SequenceSpec {
+    /// The steps, called in order.
+    #[serde(default)]
+    pub steps: Vec<SequenceStep>,
+    /// Which channel Knative would create; its `spec.delivery` is the default
+    /// delivery of every step without its own.
+    #[serde(default)]
+    pub channel_template: Option<ChannelTemplate>,
+    /// Where the last step's output goes.
+    #[serde(default)]
+    pub reply: Option<Destination>,
+}
+
+/// One step: a Destination plus its delivery options.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceStep {
+    /// A reference to an addressable object (here: usually a WasmStep name).
+    #[serde(default, rename = "ref")]
+    pub reference: Option<KReference>,
+    /// An absolute URL, or a path relative to `ref`'s address.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// PEM CA certificates for TLS to this step.
+    #[serde(default, rename = "CACerts")]
+    pub ca_certs: Option<String>,
+    /// OIDC audience of the step.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Retries, backoff, timeout, dead-letter sink of this step.
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+}
+
+impl SequenceStep {
+    /// The step's Destination part.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            reference: self.reference.clone(),
+            uri: self.uri.clone(),
+            ca_certs: self.ca_certs.clone(),
+            audience: self.audience.clone(),
+        }
+    }
+}
+
+/// A Knative duck `Destination`.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// A reference to an addressable object.
+    #[serde(default, rename = "ref")]
+    pub reference: Option<KReference>,
+    /// An absolute URL, or a path relative to `ref`'s address.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// PEM CA certificates.
+    #[serde(default, rename = "CACerts")]
+    pub ca_certs: Option<String>,
+    /// OIDC audience.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// A Knative `KReference`.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KReference {
+    /// `Service`, `Broker`, …
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// Defaults to the referring object's namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `serving.knative.dev/v1`, `eventing.knative.dev/v1`, …
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// API group (Knative's experimental alternative to apiVersion).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Selects a named entry of the target's `status.addresses`.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// `spec.channelTemplate`: the channel kind and its spec (kept verbatim by
+/// Knative; stephost reads only `spec.delivery`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChannelTemplate {
+    /// e.g. `messaging.knative.dev/v1`.
+    pub api_version: String,
+    /// e.g. `InMemoryChannel`.
+    pub kind: String,
+    /// The channel's spec; unknown fields are preserved, as in the CRD.
+    #[serde(default)]
+    pub spec: Option<ChannelSpec>,
+}
+
+/// The parts of a channel spec that matter to a fused Sequence.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ChannelSpec {
+    /// Default delivery for steps without their own.
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+    /// Other channel settings (the CRD preserves unknown fields).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml::Value>,
+}
+
+/// A Knative `DeliverySpec` (eventing duck v1).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Where events go after the last failed attempt.
+    #[serde(default)]
+    pub dead_letter_sink: Option<Destination>,
+    /// Retries after the first attempt.
+    #[serde(default)]
+    pub retry: Option<i64>,
+    /// `linear` or `exponential`.
+    #[serde(default)]
+    pub backoff_policy: Option<String>,
+    /// ISO-8601 base delay.
+    #[serde(default)]
+    pub backoff_delay: Option<String>,
+    /// ISO-8601 bound of each attempt.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// ISO-8601 cap on an honoured `Retry-After`.
+    #[serde(default)]
+    pub retry_after_max: Option<String>,
+    /// `json` or `binary`; validated, no effect on a Sequence (as in Knative).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+/// A WasmStep: binds a step name to a component.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WasmStepDoc {
+    /// Must be `stephost.dev/v1alpha1`.
+    pub api_version: String,
+    /// Must be `WasmStep`.
+    pub kind: String,
+    /// `name` is the step name Sequences refer to.
+    pub metadata: ObjectMeta,
+    /// The component and its settings.
+    pub spec: WasmStepSpec,
+    /// Where it was read from, and the directory relative paths start from.
+    #[serde(skip)]
+    pub at: Option<Location>,
+    /// Directory of the manifest file, for relative component paths.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+/// `spec` of a WasmStep.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct WasmStepSpec {
+    /// `./file.wasm` (relative to the manifest), `/abs/file.wasm`, or
+    /// `builtin:<name>` for a guest built into the binary.
+    pub component: String,
+    /// Settings the guest reads through the `config` import.
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// Memory and time limits.
+    #[serde(default)]
+    pub limits: Option<LimitsSpec>,
+}
+
+/// A config value: YAML scalars are accepted and passed to the guest as text,
+/// so `threshold: 0.5` works without quotes; maps and lists are refused.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    /// A string.
+    Text(String),
+    /// A number, passed as its YAML text.
+    Number(serde_yaml::Number),
+    /// A boolean, passed as `true`/`false`.
+    Bool(bool),
+}
+
+impl fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigValue::Text(s) => f.write_str(s),
+            ConfigValue::Number(n) => write!(f, "{n}"),
+            ConfigValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// `spec.limits` of a WasmStep.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Kubernetes quantity (`128Mi`, `1Gi`, `64M`, bytes).
+    #[serde(default)]
+    pub memory: Option<serde_yaml::Value>,
+    /// ISO-8601 duration (`PT5S`).
+    #[serde(default)]
+    pub timeout: Option<String>,
+}
+
+/// Where a component's bytes come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ComponentSource {
+    /// A file on disk (already resolved against the manifest's directory).
+    File(PathBuf),
+    /// A guest compiled into the binary.
+    Builtin(String),
+}
+
+impl WasmStepDoc {
+    /// The step name.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    /// Where the component comes from.
+    pub fn source(&self) -> ComponentSource {
+        match self.spec.component.strip_prefix("builtin:") {
+            Some(name) => ComponentSource::Builtin(name.to_string()),
+            None => ComponentSource::File(self.base_dir.join(&self.spec.component)),
+        }
+    }
+
+    /// The step's limits, defaults filled in. Validated at load.
+    pub fn limits(&self) -> StepLimits {
+        let defaults = StepLimits::default();
+        let spec = self.spec.limits.clone().unwrap_or_default();
+        StepLimits {
+            memory: spec
+                .memory
+                .as_ref()
+                .and_then(|m| parse_quantity(m).ok())
+                .unwrap_or(defaults.memory),
+            timeout: spec
+                .timeout
+                .as_deref()
+                .and_then(|t| parse_duration(t).ok())
+                .unwrap_or(defaults.timeout),
+        }
+    }
+
+    /// The config as (key, text) pairs.
+    pub fn config_pairs(&self) -> Vec<(String, String)> {
+        self.spec
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect()
+    }
+}
+
+impl Manifest {
+    /// Read and merge manifest files.
+    pub fn load(paths: &[PathBuf]) -> Result<Self, ManifestError> {
+        let mut manifest = Manifest::default();
+        for path in paths {
+            let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let base = path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            let base = if base.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                base
+            };
+            manifest.merge(Manifest::parse(&text, &path.display().to_string(), &base)?)?;
+        }
+        Ok(manifest)
+    }
+
+    /// Parse one multi-document YAML text; relative component paths start at `base_dir`.
+    pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ManifestError> {
+        let mut manifest = Manifest::default();
+        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+            let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+            if value.is_null() {
+                continue; // an empty document (e.g. a trailing `---`)
+            }
+            let mut at = Location {
+                origin: origin.to_string(),
+                document: i + 1,
+                what: String::new(),
+            };
+            let api = str_field(&value, "apiVersion");
+            let kind = str_field(&value, "kind");
+            let name = value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("");
+            at.what = format!("{} {name:?}", kind.unwrap_or("?"));
+            match (api, kind) {
+                (Some(SEQUENCE_API), Some("Sequence")) => {
+                    let mut doc: SequenceDoc = typed(value, &at)?;
+                    doc.at = Some(at.clone());
+                    validate_sequence(&doc, &at)?;
+                    manifest.sequences.push(doc);
+                }
+                (Some(WASMSTEP_API), Some("WasmStep")) => {
+                    let mut doc: WasmStepDoc = typed(value, &at)?;
+                    doc.at = Some(at.clone());
+                    doc.base_dir = base_dir.to_path_buf();
+                    validate_wasm_step(&doc, &at)?;
+                    manifest.wasm_steps.push(doc);
+                }
+                (None, _) => return Err(ManifestError::field(&at, "apiVersion", "missing")),
+                (_, None) => return Err(ManifestError::field(&at, "kind", "missing")),
+                (Some(api), Some(kind)) => {
+                    return Err(ManifestError::field(
+                        &at,
+                        "kind",
+                        format!(
+                            "unsupported {api} {kind}: stephost reads {SEQUENCE_API} Sequence \
+                             and {WASMSTEP_API} WasmStep"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(manifest)
+    }
+
+    /// Add another file's documents; names must stay unique.
+    pub fn merge(&mut self, other: Manifest) -> Result<(), ManifestError> {
+        for seq in other.sequences {
+            if let Some(prev) = self
+                .sequences
+                .iter()
+                .find(|s| s.metadata.name == seq.metadata.name)
+            {
+                return Err(duplicate("Sequence", &seq.metadata.name, &prev.at, &seq.at));
+            }
+            self.sequences.push(seq);
+        }
+        for step in other.wasm_steps {
+            if let Some(prev) = self.wasm_steps.iter().find(|s| s.name() == step.name()) {
+                return Err(duplicate("WasmStep", step.name(), &prev.at, &step.at));
+            }
+            self.wasm_steps.push(step);
+        }
+        Ok(())
+    }
+}
+
+fn duplicate(kind: &str, name: &str, a: &Option<Location>, b: &Option<Location>) -> ManifestError {
+    let show = |l: &Option<Location>| l.as_ref().map(|l| l.to_string()).unwrap_or_default();
+    ManifestError::Invalid(format!(
+        "two {kind} documents are named {name:?}: {} and {}",
+        show(a),
+        show(b)
+    ))
+}
+
+fn str_field<'a>(value: &'a serde_yaml::Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(|v| v.as_str())
+}
+
+/// Deserialize a document, reporting the failing field's path.
+fn typed<T: DeserializeOwned>(value: serde_yaml::Value, at: &Location) -> Result<T, ManifestError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            "(document)".to_string()
+        } else {
+            path
+        };
+        let message = e.into_inner().to_string();
+        ManifestError::field(at, field, message)
+    })
+}
+
+fn validate_sequence(doc: &SequenceDoc, at: &Location) -> Result<(), ManifestError> {
+    if doc.metadata.name.is_empty() {
+        return Err(ManifestError::field(at, "metadata.name", "missing"));
+    }
+    if doc.spec.steps.is_empty() {
+        return Err(ManifestError::field(
+            at,
+            "spec.steps",
+            "missing: a Sequence needs at least one step",
+        ));
+    }
+    for (i, step) in doc.spec.steps.iter().enumerate() {
+        let field = format!("spec.steps[{i}]");
+        validate_destination(&step.destination(), at, &field)?;
+        if let Some(delivery) = &step.delivery {
+            validate_delivery(delivery, at, &format!("{field}.delivery"))?;
+        }
+    }
+    if let Some(template) = &doc.spec.channel_template {
+        if template.kind.is_empty() || template.api_version.is_empty() {
+            return Err(ManifestError::field(
+                at,
+                "spec.channelTemplate",
+                "kind and apiVersion must not be empty",
+            ));
+        }
+        if let Some(delivery) = template.spec.as_ref().and_then(|s| s.delivery.as_ref()) {
+            validate_delivery(delivery, at, "spec.channelTemplate.spec.delivery")?;
+        }
+    }
+    if let Some(reply) = &doc.spec.reply {
+        validate_destination(reply, at, "spec.reply")?;
+    }
+    Ok(())
+}
+
+/// Knative's `ValidateDestination` (knative/pkg apis/duck/v1/destination.go).
+fn validate_destination(d: &Destination, at: &Location, field: &str) -> Result<(), ManifestError> {
+    match (&d.reference, &d.uri) {
+        (None, None) => Err(ManifestError::field(
+            at,
+            field,
+            "expected at least one of ref, uri; got none",
+        )),
+        (Some(r), uri) => {
+            if r.kind.is_empty() {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.ref.kind"),
+                    "missing",
+                ));
+            }
+            if r.name.is_empty() {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.ref.name"),
+                    "missing",
+                ));
+            }
+            if let Some(uri) = uri
+                && url::Url::parse(uri).is_ok()
+            {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.uri"),
+                    "absolute URI is not allowed when ref is present (give a path relative to \
+                     the ref's address)",
+                ));
+            }
+            Ok(())
+        }
+        (None, Some(uri)) => match url::Url::parse(uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+            Ok(u) => Err(ManifestError::field(
+                at,
+                format!("{field}.uri"),
+                format!(
+                    "{uri:?} must be an http(s) URL with a host, not scheme {:?}",
+                    u.scheme()
+                ),
+            )),
+            Err(e) => Err(ManifestError::field(
+                at,
+                format!("{field}.uri"),
+                format!("{uri:?} is not an absolute URL ({e}); a relative uri needs a ref"),
+            )),
+        },
+    }
+}
+
+/// Knative's DeliverySpec validation (eventing apis/duck/v1/delivery_types.go).
+fn validate_delivery(d: &DeliverySpec, at: &Location, field: &str) -> Result<(), ManifestError> {
+    if let Some(retry) = d.retry
+        && retry < 0
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.retry"),
+            format!("must be >= 0, got {retry}"),
+        ));
+    }
+    if let Some(policy) = &d.backoff_policy
+        && policy != "linear"
+        && policy != "exponential"
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.backoffPolicy"),
+            format!("must be \"linear\" or \"exponential\", got {policy:?}"),
+        ));
+    }
+    for (name, value) in [
+        ("backoffDelay", &d.backoff_delay),
+        ("timeout", &d.timeout),
+        ("retryAfterMax", &d.retry_after_max),
+    ] {
+        if let Some(text) = value {
+            let parsed = parse_duration(text)
+                .map_err(|e| ManifestError::field(at, format!("{field}.{name}"), e))?;
+            if name == "timeout" && parsed.is_zero() {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.timeout"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    if let Some(format) = &d.format
+        && format != "json"
+        && format != "binary"
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.format"),
+            format!("must be \"json\" or \"binary\", got {format:?}"),
+        ));
+    }
+    if let Some(sink) = &d.dead_letter_sink {
+        validate_destination(sink, at, &format!("{field}.deadLetterSink"))?;
+    }
+    Ok(())
+}
+
+fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestError> {
+    if doc.metadata.name.is_empty() {
+        return Err(ManifestError::field(at, "metadata.name", "missing"));
+    }
+    if doc.spec.component.is_empty() {
+        return Err(ManifestError::field(
+            at,
+            "spec.component",
+            "must not be empty",
+        ));
+    }
+    if let ComponentSource::File(path) = doc.source()
+        && !path.is_file()
+    {
+        return Err(ManifestError::field(
+            at,
+            "spec.component",
+            format!("component file {} does not exist", path.display()),
+        ));
+    }
+    if let Some(limits) = &doc.spec.limits {
+        if let Some(memory) = &limits.memory {
+            let bytes = parse_quantity(memory)
+                .map_err(|e| ManifestError::field(at, "spec.limits.memory", e))?;
+            if bytes < MIN_STEP_MEMORY {
+                return Err(ManifestError::field(
+                    at,
+                    "spec.limits.memory",
+                    format!("{bytes} bytes is below the 1Mi minimum a Rust guest needs to start"),
+                ));
+            }
+        }
+        if let Some(timeout) = &limits.timeout {
+            let t = parse_duration(timeout)
+                .map_err(|e| ManifestError::field(at, "spec.limits.timeout", e))?;
+            if t.is_zero() {
+                return Err(ManifestError::field(
+                    at,
+                    "spec.limits.timeout",
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Below this a wasm32 Rust guest cannot even hold its stack (1 MiB by default).
+const MIN_STEP_MEMORY: u64 = 1 << 20;
+
+/// Parse an ISO-8601 duration (`PT5S`, `PT0.2S`, `P1D`), as Knative's delivery
+/// fields use.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    iso8601::duration(text)
+        .map(Duration::from)
+        .map_err(|_| format!("{text:?} is not an ISO-8601 duration (e.g. PT0.5S, PT30S, PT1M)"))
+}
+
+/// Parse a Kubernetes memory quantity (`128Mi`, `1Gi`, `500M`, `1048576`).
+pub fn parse_quantity(value: &serde_yaml::Value) -> Result<u64, String> {
+    let text = match value {
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::String(s) => s.trim().to_string(),
+        other => return Err(format!("expected a quantity like 128Mi, got {other:?}")),
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a quantity like 128Mi, 1Gi or 500M"))?;
+    let unit: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {suffix:?} (use Ki, Mi, Gi, k, M or G)"
+            ));
+        }
+    };
+    number
+        .checked_mul(unit)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_and_durations_parse() {
+        let q = |s: &str| parse_quantity(&serde_yaml::Value::String(s.into()));
+        assert_eq!(q("128Mi"), Ok(128 << 20));
+        assert_eq!(q("1Gi"), Ok(1 << 30));
+        assert_eq!(q("500M"), Ok(500_000_000));
+        assert!(q("12Qi").is_err());
+        assert_eq!(parse_duration("PT0.2S"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("PT5S"), Ok(Duration::from_secs(5)));
+        assert!(parse_duration("5s").is_err());
+    }
+}

@@ -1,0 +1,337 @@
+//! The live configuration: every Sequence with its steps resolved to a
+//! compiled Wasm component or a remote URL, and its reply resolved to a URL.
+//!
+//! Built from a validated [`Manifest`]; a [`Registry`] is immutable once
+//! built, so an event always sees one consistent configuration.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+use url::Url;
+
+use crate::manifest::{
+    ComponentSource, DeliverySpec, Destination, Location, Manifest, SequenceDoc,
+};
+use crate::runtime::{Runtime, RuntimeError, StepComponent};
+
+/// How refs that are not WasmSteps become URLs, as Knative resolves them.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    /// Cluster DNS suffix (`svc.{cluster_domain}`), normally `cluster.local`.
+    pub cluster_domain: String,
+    /// Broker ingress base URL; a Broker `ns/name` resolves to `{base}/{ns}/{name}`.
+    /// Default `http://broker-ingress.knative-eventing.svc.{cluster_domain}`.
+    pub broker_ingress: Option<Url>,
+    /// Namespace for refs and Sequences that name none.
+    pub namespace: String,
+    /// `K_SINK` (SinkBinding): the reply of a Sequence that has none.
+    pub k_sink: Option<Url>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self {
+            cluster_domain: "cluster.local".into(),
+            broker_ingress: None,
+            namespace: "default".into(),
+            k_sink: None,
+        }
+    }
+}
+
+/// Why the manifests cannot become a live configuration.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// A Destination cannot be turned into a URL.
+    #[error("{at}: {field}: {message}")]
+    Unresolvable {
+        /// The document.
+        at: String,
+        /// The field (`spec.steps[0].ref`).
+        field: String,
+        /// Why.
+        message: String,
+    },
+    /// A WasmStep's component failed to load or compile.
+    #[error("{at}: spec.component: {source}")]
+    Component {
+        /// The WasmStep document.
+        at: String,
+        /// The runtime's reason.
+        source: RuntimeError,
+    },
+    /// `builtin:<name>` names no built-in guest.
+    #[error("{at}: spec.component: no built-in component {name:?} (built in: {known})")]
+    UnknownBuiltin {
+        /// The WasmStep document.
+        at: String,
+        /// The name asked for.
+        name: String,
+        /// The names that exist.
+        known: String,
+    },
+}
+
+/// A step as a Sequence calls it.
+#[derive(Clone)]
+pub enum StepTarget {
+    /// A Wasm component run in-process.
+    Wasm(Arc<WasmStep>),
+    /// An HTTP subscriber, called as Knative's dispatcher would.
+    Remote(Url),
+}
+
+impl StepTarget {
+    /// A name for logs and errors: the WasmStep name or the URL.
+    pub fn label(&self) -> String {
+        match self {
+            StepTarget::Wasm(step) => step.name.clone(),
+            StepTarget::Remote(url) => url.to_string(),
+        }
+    }
+}
+
+/// A compiled WasmStep.
+pub struct WasmStep {
+    /// The step name (the WasmStep's `metadata.name`).
+    pub name: String,
+    /// The compiled component with its limits and config.
+    pub component: StepComponent,
+}
+
+/// One step of a resolved Sequence.
+#[derive(Clone)]
+pub struct SequenceStep {
+    /// What to call.
+    pub target: StepTarget,
+    /// The step's own delivery, else the channel template's, else none.
+    pub delivery: Option<DeliverySpec>,
+}
+
+/// A Sequence ready to run.
+pub struct Sequence {
+    /// `metadata.name`.
+    pub name: String,
+    /// Namespace, sent as `Kn-Namespace` to remote steps.
+    pub namespace: String,
+    /// The steps in order.
+    pub steps: Vec<SequenceStep>,
+    /// Where the final event goes (`spec.reply`, else `K_SINK`); `None` = the
+    /// final event is returned to the sender.
+    pub reply: Option<Url>,
+}
+
+/// The whole live configuration.
+pub struct Registry {
+    /// Sequences by name.
+    pub sequences: BTreeMap<String, Arc<Sequence>>,
+    /// Compiled Wasm steps by name (served at `/steps/{name}`).
+    pub steps: BTreeMap<String, Arc<WasmStep>>,
+}
+
+/// Bytes of a built-in component by name, and the names that exist.
+pub trait Builtins {
+    /// The component called `name`.
+    fn get(&self, name: &str) -> Option<&'static [u8]>;
+    /// Every name, for error messages.
+    fn names(&self) -> Vec<&'static str>;
+}
+
+impl Registry {
+    /// Compile every WasmStep and resolve every Sequence. CPU-heavy
+    /// (compilation): call it off the async reactor.
+    pub fn build(
+        manifest: &Manifest,
+        runtime: &Runtime,
+        resolver: &Resolver,
+        builtins: &dyn Builtins,
+    ) -> Result<Self, RegistryError> {
+        let mut steps = BTreeMap::new();
+        for doc in &manifest.wasm_steps {
+            let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
+            let limits = doc.limits();
+            let compiled = match doc.source() {
+                ComponentSource::File(path) => {
+                    runtime.compile_file(&path, limits, doc.config_pairs())
+                }
+                ComponentSource::Builtin(name) => {
+                    let bytes =
+                        builtins
+                            .get(&name)
+                            .ok_or_else(|| RegistryError::UnknownBuiltin {
+                                at: at.clone(),
+                                name: name.clone(),
+                                known: builtins.names().join(", "),
+                            })?;
+                    runtime.compile(
+                        &format!("builtin:{name}"),
+                        bytes,
+                        limits,
+                        doc.config_pairs(),
+                    )
+                }
+            }
+            .map_err(|source| RegistryError::Component {
+                at: at.clone(),
+                source,
+            })?;
+            if limits.memory > runtime.config().max_memory {
+                return Err(RegistryError::Component {
+                    at,
+                    source: RuntimeError::Compile {
+                        origin: "spec.limits.memory".into(),
+                        message: format!(
+                            "{} bytes is above the host's --max-step-memory of {} bytes",
+                            limits.memory,
+                            runtime.config().max_memory
+                        ),
+                    },
+                });
+            }
+            let step = WasmStep {
+                name: doc.name().to_string(),
+                component: compiled,
+            };
+            steps.insert(step.name.clone(), Arc::new(step));
+        }
+        let mut sequences = BTreeMap::new();
+        for doc in &manifest.sequences {
+            let seq = resolve_sequence(doc, &steps, resolver)?;
+            sequences.insert(seq.name.clone(), Arc::new(seq));
+        }
+        Ok(Self { sequences, steps })
+    }
+
+    /// The Sequence `POST /` runs: the only one there is.
+    pub fn default_sequence(&self) -> Option<&Arc<Sequence>> {
+        match self.sequences.len() {
+            1 => self.sequences.values().next(),
+            _ => None,
+        }
+    }
+}
+
+fn resolve_sequence(
+    doc: &SequenceDoc,
+    steps: &BTreeMap<String, Arc<WasmStep>>,
+    resolver: &Resolver,
+) -> Result<Sequence, RegistryError> {
+    let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
+    let namespace = doc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| resolver.namespace.clone());
+    let default_delivery = doc
+        .spec
+        .channel_template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.delivery.clone());
+    let mut resolved = Vec::new();
+    for (i, step) in doc.spec.steps.iter().enumerate() {
+        let bound = match (&step.reference, &step.uri) {
+            // A ref with no uri that names a WasmStep runs in-process.
+            (Some(r), None) => steps.get(&r.name).cloned(),
+            _ => None,
+        };
+        let target = match bound {
+            Some(wasm) => StepTarget::Wasm(wasm),
+            None => StepTarget::Remote(resolve(
+                &step.destination(),
+                &namespace,
+                resolver,
+                &at,
+                &format!("spec.steps[{i}]"),
+                steps,
+            )?),
+        };
+        resolved.push(SequenceStep {
+            target,
+            delivery: step.delivery.clone().or_else(|| default_delivery.clone()),
+        });
+    }
+    let reply = match &doc.spec.reply {
+        Some(dest) => Some(resolve(
+            dest,
+            &namespace,
+            resolver,
+            &at,
+            "spec.reply",
+            steps,
+        )?),
+        None => resolver.k_sink.clone(),
+    };
+    Ok(Sequence {
+        name: doc.metadata.name.clone(),
+        namespace,
+        steps: resolved,
+        reply,
+    })
+}
+
+/// Resolve a Destination to a URL as Knative's addressable resolver does
+/// (knative/pkg resolver/addressable_resolver.go): a `uri` alone must be
+/// absolute; a `ref` resolves to its address and a `uri` with it is a
+/// reference relative to that address (RFC 3986 §5.2).
+pub fn resolve(
+    dest: &Destination,
+    namespace: &str,
+    resolver: &Resolver,
+    at: &str,
+    field: &str,
+    steps: &BTreeMap<String, Arc<WasmStep>>,
+) -> Result<Url, RegistryError> {
+    let fail = |message: String| RegistryError::Unresolvable {
+        at: at.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    let Some(r) = &dest.reference else {
+        let uri = dest.uri.as_deref().unwrap_or_default();
+        return Url::parse(uri).map_err(|e| fail(format!("uri {uri:?}: {e}")));
+    };
+    let ns = r.namespace.as_deref().unwrap_or(namespace);
+    let group = r
+        .api_version
+        .as_deref()
+        .or(r.group.as_deref())
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let base = match (r.kind.as_str(), group) {
+        ("Service", "serving.knative.dev" | "v1" | "") => {
+            format!("http://{}.{ns}.svc.{}/", r.name, resolver.cluster_domain)
+        }
+        ("Broker", "eventing.knative.dev" | "") => {
+            let ingress = match &resolver.broker_ingress {
+                Some(url) => url.as_str().trim_end_matches('/').to_string(),
+                None => format!(
+                    "http://broker-ingress.knative-eventing.svc.{}",
+                    resolver.cluster_domain
+                ),
+            };
+            format!("{ingress}/{ns}/{}", r.name)
+        }
+        (kind, _) => {
+            let known: Vec<&str> = steps.keys().map(String::as_str).collect();
+            return Err(fail(format!(
+                "cannot resolve a ref to {} {kind} {:?}: no WasmStep has that name (WasmSteps: \
+                 [{}]) and stephost resolves only Service and Broker refs; bind it with a \
+                 WasmStep or give an absolute uri",
+                r.api_version.as_deref().unwrap_or(""),
+                r.name,
+                known.join(", ")
+            )));
+        }
+    };
+    let base = Url::parse(&base).map_err(|e| fail(format!("ref {:?}: {e}", r.name)))?;
+    match &dest.uri {
+        None => Ok(base),
+        Some(uri) => base
+            .join(uri)
+            .map_err(|e| fail(format!("uri {uri:?} relative to {base}: {e}"))),
+    }
+}

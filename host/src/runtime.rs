@@ -1,0 +1,524 @@
+//! The wasmtime side of stephost: one engine, one compiled component per step
+//! version, and a fresh, limited store + instance for every event.
+//!
+//! The three lifetimes are visible in the types: [`Runtime`] is built once at
+//! start (engine, linker, epoch ticker), [`StepComponent`] once per step
+//! version (compiled component, `InstancePre`), and [`StepState`] once per
+//! event (store data: WASI context, limiter, captured stderr).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap, UpdateDeadline,
+};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::guest_log::GuestLog;
+
+mod bindings {
+    //! Host bindings generated from `wit/step.wit`.
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "step",
+        exports: { default: async },
+    });
+}
+
+pub use bindings::stephost::step::types::{CloudEvent as WitEvent, StepError as WitStepError};
+use bindings::{Step, StepPre};
+
+/// How often the epoch ticks. Every running guest is checked against its
+/// deadline at this granularity and yields to the async executor this often,
+/// so a CPU-bound guest cannot starve the HTTP reactor for longer than this.
+/// 10 ms keeps the ticker's cost negligible (100 wakeups/s) while keeping
+/// timeouts precise to ~1% of the shortest useful timeout (1 s).
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Bytes of a guest's stderr kept per event for the logs. Enough for a panic
+/// message and a few lines of diagnostics; anything beyond is counted and
+/// dropped rather than trapping the guest (wasmtime's MemoryOutputPipe would trap).
+pub const GUEST_LOG_CAPACITY: usize = 16 * 1024;
+
+/// Settings of the engine that cannot change per step.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Use the pooling instance allocator (pre-reserved slots, copy-on-write
+    /// memory images): instantiation in µs instead of mmap/munmap per event.
+    /// Off = on-demand allocation (for comparison, or where address space is short).
+    pub pooling: bool,
+    /// The largest linear memory any step may have. The pooling allocator
+    /// sizes its slots by it, so a step's own `limits.memory` must not exceed it.
+    pub max_memory: u64,
+    /// How many instances may exist at once across all steps. Sizes the pool;
+    /// events beyond it wait for a free slot instead of failing.
+    pub max_instances: u32,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            pooling: true,
+            // 512 MiB covers a tokeniser or a small embedded model; real models
+            // live in the host (wasi-nn), not in guest memory.
+            max_memory: 512 << 20,
+            // 128 simultaneous instances: far above what 2 cores can execute at
+            // once, so waiting for a slot only happens under real overload.
+            max_instances: 128,
+        }
+    }
+}
+
+/// Errors from building the engine or compiling a step.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// The engine could not be created with the requested configuration.
+    #[error("cannot create the wasmtime engine: {0:#}")]
+    Engine(wasmtime::Error),
+    /// The bytes are not a valid WebAssembly component.
+    #[error("{origin}: not a valid WebAssembly component: {message}")]
+    Compile {
+        /// Where the component came from (path or builtin name).
+        origin: String,
+        /// wasmtime's reason.
+        message: String,
+    },
+    /// The component is valid but does not fit the step world.
+    #[error(
+        "{origin}: does not implement the stephost step world (stephost:step/handler@0.1.0 \
+         with only WASI and stephost:step/config imports): {message}"
+    )]
+    WrongWorld {
+        /// Where the component came from.
+        origin: String,
+        /// wasmtime's reason (a missing export or an unsatisfied import).
+        message: String,
+    },
+    /// The component file could not be read.
+    #[error("cannot read component {path}: {source}")]
+    Read {
+        /// The path that failed.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Why one event failed inside a Wasm step.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum StepFailure {
+    /// The step returned `err(retryable(...))`: retrying may help.
+    #[error("step failed (retryable): {0}")]
+    Retryable(String),
+    /// The step returned `err(fatal(...))`: the input cannot be processed.
+    #[error("step rejected the event: {0}")]
+    Fatal(String),
+    /// The step's output is not a valid CloudEvent.
+    #[error("step returned an invalid event: {0}")]
+    InvalidOutput(String),
+    /// The guest trapped (a panic, an unreachable, a bad memory access).
+    #[error("step trapped: {0}")]
+    Trap(String),
+    /// The guest ran past its timeout and was interrupted.
+    #[error("step timed out after {0:?}")]
+    Timeout(Duration),
+    /// The guest tried to grow its memory past its limit.
+    #[error("step exceeded its memory limit of {0} bytes")]
+    MemoryExhausted(u64),
+}
+
+impl StepFailure {
+    /// Whether Knative's delivery rules would retry this failure: everything
+    /// but a fatal error or an invalid output (both ≙ 4xx).
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, StepFailure::Fatal(_) | StepFailure::InvalidOutput(_))
+    }
+
+    /// The HTTP status a Knative subscriber would answer with for this failure.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            StepFailure::Fatal(_) | StepFailure::InvalidOutput(_) => 422,
+            _ => 500,
+        }
+    }
+}
+
+/// Per-step limits applied to every store.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepLimits {
+    /// Linear memory cap in bytes (all memories of the instance together).
+    pub memory: u64,
+    /// Wall-clock bound of one `handle` call, instantiation included.
+    pub timeout: Duration,
+}
+
+impl Default for StepLimits {
+    fn default() -> Self {
+        Self {
+            // 128 MiB: a Rust guest with serde and a small table needs < 10 MiB;
+            // this leaves room for text models while bounding a runaway guest.
+            memory: 128 << 20,
+            // 5 s: well under Knative's 300 s revision timeout and its 15 min
+            // fanout wait, long enough for a CPU-heavy step on a loaded core.
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The engine and linker shared by every step; built once at start.
+pub struct Runtime {
+    /// The one engine: compiled code is only valid with the engine that made it.
+    engine: Engine,
+    /// WASI p2 + the stephost host interfaces, shared by every instantiation.
+    linker: Linker<StepState>,
+    /// Bounds simultaneous instances to the pool size, so a burst waits for a
+    /// slot instead of failing with "pool exhausted".
+    slots: Arc<Semaphore>,
+    /// The engine configuration, kept to validate step limits against it.
+    config: RuntimeConfig,
+    /// Dropped with the runtime to stop the epoch ticker thread.
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator if asked and possible) and linker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let engine = match config.pooling {
+            true => Engine::new(&engine_config(Some(&config))).or_else(|e| {
+                tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
+                Engine::new(&engine_config(None))
+            }),
+            false => Engine::new(&engine_config(None)),
+        }
+        .map_err(RuntimeError::Engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
+        Step::add_to_linker::<_, HasSelf<StepState>>(&mut linker, |state| state)
+            .map_err(RuntimeError::Engine)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            config,
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine configuration this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compile a component from a file. CPU-heavy: call it off the async reactor.
+    pub fn compile_file(
+        &self,
+        path: &Path,
+        limits: StepLimits,
+        config: Vec<(String, String)>,
+    ) -> Result<StepComponent, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.compile(&path.display().to_string(), &bytes, limits, config)
+    }
+
+    /// Compile a component and check it implements the step world.
+    /// CPU-heavy: call it off the async reactor.
+    pub fn compile(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+        limits: StepLimits,
+        config: Vec<(String, String)>,
+    ) -> Result<StepComponent, RuntimeError> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile {
+            origin: origin.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
+            origin: origin.to_string(),
+            message: format!("{e:#}"),
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = StepPre::new(pre).map_err(wrong_world)?;
+        let mut config = config;
+        config.sort();
+        Ok(StepComponent {
+            pre,
+            limits,
+            config: Arc::new(config),
+            slots: self.slots.clone(),
+        })
+    }
+}
+
+/// Wasmtime configuration: component model, async, epoch interruption, and
+/// (with `pool`) the pooling allocator sized from the runtime config.
+fn engine_config(pool: Option<&RuntimeConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.parallel_compilation(true);
+    if let Some(rt) = pool {
+        let instances = rt.max_instances;
+        let mut pooling = PoolingAllocationConfig::default();
+        pooling
+            .total_component_instances(instances)
+            // A Rust wasip2 component holds its main module plus a few small
+            // canonical-ABI shim modules: 8 core instances each is generous.
+            .total_core_instances(instances * 8)
+            .max_core_instances_per_component(16)
+            // One linear memory per Rust guest; 2 allows a guest with an
+            // adapter module that keeps its own memory.
+            .total_memories(instances * 2)
+            .max_memories_per_component(2)
+            .total_tables(instances * 8)
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(rt.max_memory).unwrap_or(usize::MAX));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    }
+    config
+}
+
+/// A compiled step version, ready to instantiate; built once per version.
+#[derive(Clone)]
+pub struct StepComponent {
+    /// Pre-linked instance: per event only the store and instance are new.
+    pre: StepPre<StepState>,
+    /// Memory and time bounds applied to every event.
+    limits: StepLimits,
+    /// The step's `spec.config`, shared read-only by every instance.
+    config: Arc<Vec<(String, String)>>,
+    /// The runtime's instance slots (see [`Runtime`]).
+    slots: Arc<Semaphore>,
+}
+
+impl StepComponent {
+    /// The limits each event runs under.
+    pub fn limits(&self) -> StepLimits {
+        self.limits
+    }
+
+    /// Run one event through a fresh instance, under the step's limits.
+    ///
+    /// Returns the guest's output (`None` = dropped by design) or why it
+    /// failed. The instance is dropped afterwards either way, so a trapped
+    /// instance is never reused.
+    pub async fn handle(&self, event: WitEvent) -> Result<Option<WitEvent>, StepFailure> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| StepFailure::Trap("the runtime is shutting down".into()))?;
+        let log = GuestLog::new(GUEST_LOG_CAPACITY);
+        let mut store = self.new_store(log.clone());
+        let outcome = self.instantiate_and_call(&mut store, &event).await;
+        let result = match outcome {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(WitStepError::Retryable(msg))) => Err(StepFailure::Retryable(msg)),
+            Ok(Err(WitStepError::Fatal(msg))) => Err(StepFailure::Fatal(msg)),
+            Err(error) => Err(self.classify(&store, error)),
+        };
+        if let Err(failure) = &result {
+            let stderr = log.contents_lossy();
+            tracing::warn!(%failure, guest_stderr = %stderr, "wasm step failed");
+        }
+        result
+    }
+
+    /// A fresh store with the step's limits, an empty WASI context (nothing
+    /// granted) and the epoch deadline armed.
+    fn new_store(&self, log: GuestLog) -> Store<StepState> {
+        let mut wasi = WasiCtx::builder();
+        // No preopens, env, args or network. WasiCtxBuilder's defaults allow
+        // socket creation (with every address denied): switch that off too.
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .stderr(log.clone())
+            .stdout(log);
+        let state = StepState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: StepLimiter::new(self.limits.memory),
+            config: self.config.clone(),
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        let deadline = Instant::now() + self.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                // Yield to the executor every tick: other events keep flowing
+                // while a CPU-heavy guest runs.
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    async fn instantiate_and_call(
+        &self,
+        store: &mut Store<StepState>,
+        event: &WitEvent,
+    ) -> wasmtime::Result<Result<Option<WitEvent>, WitStepError>> {
+        let instance: Step = self.pre.instantiate_async(&mut *store).await?;
+        instance
+            .stephost_step_handler()
+            .call_handle(&mut *store, event)
+            .await
+    }
+
+    /// Turn a wasmtime error into the failure it means for delivery.
+    fn classify(&self, store: &Store<StepState>, error: wasmtime::Error) -> StepFailure {
+        if store.data().limiter.exceeded {
+            return StepFailure::MemoryExhausted(self.limits.memory);
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => StepFailure::Timeout(self.limits.timeout),
+            Some(trap) => StepFailure::Trap(trap.to_string()),
+            // Not a trap: an instantiation or host error. The full chain can
+            // hold a wasm backtrace; callers get the first line, logs the rest.
+            None => {
+                tracing::debug!(error = ?error, "wasm step error detail");
+                StepFailure::Trap(error.to_string())
+            }
+        }
+    }
+}
+
+/// Store data for one event.
+pub struct StepState {
+    /// The (empty) WASI context: std's runtime needs WASI to start at all.
+    wasi: WasiCtx,
+    /// WASI resource handles of this instance.
+    table: ResourceTable,
+    /// Enforces the step's memory cap and remembers that it was hit.
+    limiter: StepLimiter,
+    /// The step's settings, answered by the `config` import.
+    config: Arc<Vec<(String, String)>>,
+}
+
+impl WasiView for StepState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl bindings::stephost::step::types::Host for StepState {}
+
+impl bindings::stephost::step::config::Host for StepState {
+    fn get(&mut self, key: String) -> Option<String> {
+        self.config
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn get_all(&mut self) -> Vec<(String, String)> {
+        self.config.as_ref().clone()
+    }
+}
+
+/// A memory limiter that traps on the first grow past the cap and remembers
+/// it, so the failure is reported as memory exhaustion, not a generic trap.
+struct StepLimiter {
+    /// The cap in bytes for all memories of the instance together.
+    max: u64,
+    /// Bytes currently committed by the instance's memories.
+    used: u64,
+    /// Set when a grow was refused.
+    exceeded: bool,
+}
+
+impl StepLimiter {
+    fn new(max: u64) -> Self {
+        Self {
+            max,
+            used: 0,
+            exceeded: false,
+        }
+    }
+}
+
+/// Tables hold function references: 100k entries is far beyond any real guest
+/// (a Rust guest has a few hundred) and bounds a hostile one to ~1.6 MB.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for StepLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grow = (desired - current) as u64;
+        if self.used + grow > self.max {
+            self.exceeded = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes exceeded",
+                self.max
+            )));
+        }
+        self.used += grow;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, so
+/// deadlines work even when every async worker is busy running guests.
+struct EpochTicker {
+    /// Set on drop to end the thread.
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stephost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the epoch ticker: step timeouts will not fire");
+        }
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

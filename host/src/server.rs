@@ -1,0 +1,306 @@
+//! HTTP surface on one port: Sequence ingress, per-step endpoints, health.
+//!
+//! - `POST /`, `POST /sequences/{name}`: run a Sequence (the fused mode).
+//! - `POST /steps/{name}`: run one Wasm step and answer as a Knative
+//!   subscriber does (200 + event, or 202 with no body when it drops).
+//! - `GET /healthz` (alive), `GET /readyz` (every component compiled).
+//!
+//! Errors are JSON `{"error": "...", "status": N}`; nothing is acknowledged
+//! (2xx) before the event reached the reply, was returned, or was dropped by a
+//! step on purpose.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cloudevents::{AttributesReader, Event};
+use http_body_util::{BodyExt, Limited};
+
+use crate::event;
+use crate::registry::{Registry, Sequence, StepTarget};
+use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, PassThrough};
+
+/// Largest event body accepted by default. CloudEvents carriers commonly cap
+/// events far lower (Kafka's default message size is 1 MB); 4 MiB leaves
+/// room for batch-sized payloads while bounding the memory one request holds.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 4 << 20;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The live configuration; `None` until every component is compiled.
+    pub live: ArcSwapOption<Registry>,
+    /// Calls steps and replies.
+    pub dispatcher: Dispatcher,
+    /// Largest request body accepted (413 beyond).
+    pub max_event_bytes: usize,
+}
+
+impl AppState {
+    /// State with no configuration loaded yet (not ready).
+    pub fn new(max_event_bytes: usize) -> Self {
+        Self {
+            live: ArcSwapOption::empty(),
+            dispatcher: Dispatcher::new(),
+            max_event_bytes,
+        }
+    }
+}
+
+/// The router for all endpoints.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", post(ingress_default).options(options))
+        .route("/sequences/{name}", post(ingress_named).options(options))
+        .route("/steps/{name}", post(step_endpoint).options(options))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
+        .with_state(state)
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, message: String) -> Response {
+    let body = serde_json::json!({ "error": message, "status": status.as_u16() });
+    (status, axum::Json(body)).into_response()
+}
+
+/// OPTIONS: the CloudEvents webhook handshake that Knative ingresses answer.
+async fn options() -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::ALLOW, "POST, OPTIONS"),
+            (
+                header::HeaderName::from_static("webhook-allowed-origin"),
+                "*",
+            ),
+            (header::HeaderName::from_static("webhook-allowed-rate"), "*"),
+        ],
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.live.load_full() {
+        Some(registry) => {
+            let body = serde_json::json!({
+                "ready": true,
+                "sequences": registry.sequences.keys().collect::<Vec<_>>(),
+                "steps": registry.steps.keys().collect::<Vec<_>>(),
+            });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: components are still compiling".into(),
+        ),
+    }
+}
+
+fn live(state: &AppState) -> Result<Arc<Registry>, Response> {
+    state.live.load_full().ok_or_else(|| {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: components are still compiling".into(),
+        )
+    })
+}
+
+async fn ingress_default(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let registry = match live(&state) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let Some(seq) = registry.default_sequence().cloned() else {
+        let names: Vec<&String> = registry.sequences.keys().collect();
+        return error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "POST / needs exactly one Sequence, this host has {}: POST /sequences/{{name}} \
+                 with one of {names:?}",
+                names.len()
+            ),
+        );
+    };
+    run_sequence(&state, &seq, headers, body).await
+}
+
+async fn ingress_named(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let registry = match live(&state) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let Some(seq) = registry.sequences.get(&name).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("no Sequence named {name:?}"));
+    };
+    run_sequence(&state, &seq, headers, body).await
+}
+
+async fn step_endpoint(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let registry = match live(&state) {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let Some(step) = registry.steps.get(&name).cloned() else {
+        return error(StatusCode::NOT_FOUND, format!("no WasmStep named {name:?}"));
+    };
+    let event = match read_event(&state, &headers, body).await {
+        Ok(event) => event,
+        Err(response) => return response,
+    };
+    let inbound = PassThrough::from_inbound(&headers);
+    let target = StepTarget::Wasm(step);
+    match state
+        .dispatcher
+        .call_step(&target, event, "", &inbound)
+        .await
+    {
+        Ok(Some(output)) => event_response(StatusCode::OK, output),
+        Ok(None) => StatusCode::ACCEPTED.into_response(),
+        Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
+    }
+}
+
+async fn run_sequence(
+    state: &AppState,
+    seq: &Sequence,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let event = match read_event(state, &headers, body).await {
+        Ok(event) => event,
+        Err(response) => return response,
+    };
+    let id = event.id().to_string();
+    let inbound = PassThrough::from_inbound(&headers);
+    match state.dispatcher.run(seq, event, &inbound).await {
+        Ok(Delivered::Replied(url)) => {
+            tracing::debug!(sequence = %seq.name, event_id = %id, reply = %url, "delivered");
+            StatusCode::ACCEPTED.into_response()
+        }
+        Ok(Delivered::Dropped { step, label }) => {
+            tracing::debug!(sequence = %seq.name, event_id = %id, step, %label, "dropped by step");
+            StatusCode::ACCEPTED.into_response()
+        }
+        Ok(Delivered::Returned(output)) => event_response(StatusCode::OK, output),
+        Err(chain) => {
+            tracing::warn!(sequence = %seq.name, event_id = %id, error = %chain, "sequence failed");
+            chain_response(seq, &chain)
+        }
+    }
+}
+
+/// A failed chain: the sender must retry (5xx) unless retrying cannot help
+/// (the failure said so, ≙ 4xx), then 422 says the event cannot be processed.
+fn chain_response(seq: &Sequence, chain: &ChainError) -> Response {
+    hop_response(chain.hop(), format!("sequence {:?}: {chain}", seq.name))
+}
+
+fn hop_response(hop: &HopError, message: String) -> Response {
+    let status = if hop.retryable {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    error(status, message)
+}
+
+/// Read the body (bounded) and parse one CloudEvent; 4xx on bad input.
+async fn read_event(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Event, Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > state.max_event_bytes) {
+        return Err(too_large(state.max_event_bytes));
+    }
+    let bytes = match Limited::new(body, state.max_event_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(too_large(state.max_event_bytes));
+        }
+        Err(e) => {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {e}"),
+            ));
+        }
+    };
+    event::from_http(headers, bytes.to_vec())
+        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("event body is larger than the limit of {limit} bytes (--max-event-bytes)"),
+    )
+}
+
+/// An event as a binary-mode HTTP response.
+fn event_response(status: StatusCode, event: Event) -> Response {
+    match event::to_http(event) {
+        Ok((headers, body)) => {
+            let mut response = (status, body).into_response();
+            response.headers_mut().extend(headers);
+            response
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Serve until SIGTERM or SIGINT, then stop accepting and let in-flight
+/// requests finish (Knative runtime contract: drain on SIGTERM).
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received: draining in-flight requests");
+}
