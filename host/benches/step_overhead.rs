@@ -1,1 +1,59 @@
-fn main() {}
+//! P1: per-event host overhead of a trivial Wasm step — fresh store +
+//! instantiate + `handle` + drop — with the pooling allocator on and off.
+//!
+//! `dropper` measures the pure overhead (no output event); `appender` adds the
+//! CloudEvent ⇄ WIT conversion and one data copy each way.
+//! Run: `cargo bench -p stephost --bench step_overhead`.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use cloudevents::{EventBuilder, EventBuilderV10};
+use criterion::{Criterion, criterion_group, criterion_main};
+use stephost::builtin::{APPENDER, DROPPER};
+use stephost::event;
+use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let input = event::to_wit(
+        &EventBuilderV10::new()
+            .id("bench-1")
+            .source("/bench")
+            .ty("dev.stephost.bench")
+            .data("text/plain", "hello")
+            .build()
+            .expect("event"),
+    );
+    let mut group = c.benchmark_group("step_overhead");
+    for pooling in [true, false] {
+        let runtime = Runtime::new(RuntimeConfig {
+            pooling,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime");
+        let allocator = if pooling { "pooling" } else { "on-demand" };
+        for (guest, path) in [("dropper", DROPPER), ("appender", APPENDER)] {
+            let step = runtime
+                .compile_file(
+                    Path::new(path),
+                    StepLimits::default(),
+                    vec![("suffix".into(), "-b".into())],
+                )
+                .expect("compile");
+            group.bench_function(format!("{guest}/{allocator}"), |b| {
+                b.iter(|| {
+                    let out = rt.block_on(step.handle(input.clone()));
+                    black_box(out).expect("step ran");
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

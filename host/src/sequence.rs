@@ -88,7 +88,7 @@ pub enum Delivered {
         label: String,
     },
     /// No reply is configured: the final event goes back to the sender.
-    Returned(Event),
+    Returned(Box<Event>),
 }
 
 /// How a Sequence run failed.
@@ -174,7 +174,7 @@ impl Dispatcher {
             }
         }
         match &seq.reply {
-            None => Ok(Delivered::Returned(event)),
+            None => Ok(Delivered::Returned(Box::new(event))),
             Some(url) => {
                 self.deliver(url, event, &seq.namespace, inbound)
                     .await

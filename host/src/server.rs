@@ -63,10 +63,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// A request that cannot be served: rendered as a JSON error body.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// What is wrong, for the caller.
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "status": self.status.as_u16() });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
 /// A JSON error response.
 fn error(status: StatusCode, message: String) -> Response {
-    let body = serde_json::json!({ "error": message, "status": status.as_u16() });
-    (status, axum::Json(body)).into_response()
+    ApiError { status, message }.into_response()
+}
+
+fn api_error(status: StatusCode, message: String) -> ApiError {
+    ApiError { status, message }
 }
 
 /// OPTIONS: the CloudEvents webhook handshake that Knative ingresses answer.
@@ -102,9 +121,9 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-fn live(state: &AppState) -> Result<Arc<Registry>, Response> {
+fn live(state: &AppState) -> Result<Arc<Registry>, ApiError> {
     state.live.load_full().ok_or_else(|| {
-        error(
+        api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: components are still compiling".into(),
         )
@@ -115,23 +134,20 @@ async fn ingress_default(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let registry = match live(&state) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+) -> Result<Response, ApiError> {
+    let registry = live(&state)?;
     let Some(seq) = registry.default_sequence().cloned() else {
         let names: Vec<&String> = registry.sequences.keys().collect();
-        return error(
+        return Err(api_error(
             StatusCode::NOT_FOUND,
             format!(
                 "POST / needs exactly one Sequence, this host has {}: POST /sequences/{{name}} \
                  with one of {names:?}",
                 names.len()
             ),
-        );
+        ));
     };
-    run_sequence(&state, &seq, headers, body).await
+    Ok(run_sequence(&state, &seq, headers, body).await)
 }
 
 async fn ingress_named(
@@ -139,15 +155,15 @@ async fn ingress_named(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let registry = match live(&state) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+) -> Result<Response, ApiError> {
+    let registry = live(&state)?;
     let Some(seq) = registry.sequences.get(&name).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("no Sequence named {name:?}"));
+        return Err(api_error(
+            StatusCode::NOT_FOUND,
+            format!("no Sequence named {name:?}"),
+        ));
     };
-    run_sequence(&state, &seq, headers, body).await
+    Ok(run_sequence(&state, &seq, headers, body).await)
 }
 
 async fn step_endpoint(
@@ -155,29 +171,28 @@ async fn step_endpoint(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let registry = match live(&state) {
-        Ok(r) => r,
-        Err(response) => return response,
-    };
+) -> Result<Response, ApiError> {
+    let registry = live(&state)?;
     let Some(step) = registry.steps.get(&name).cloned() else {
-        return error(StatusCode::NOT_FOUND, format!("no WasmStep named {name:?}"));
+        return Err(api_error(
+            StatusCode::NOT_FOUND,
+            format!("no WasmStep named {name:?}"),
+        ));
     };
-    let event = match read_event(&state, &headers, body).await {
-        Ok(event) => event,
-        Err(response) => return response,
-    };
+    let event = read_event(&state, &headers, body).await?;
     let inbound = PassThrough::from_inbound(&headers);
     let target = StepTarget::Wasm(step);
-    match state
-        .dispatcher
-        .call_step(&target, event, "", &inbound)
-        .await
-    {
-        Ok(Some(output)) => event_response(StatusCode::OK, output),
-        Ok(None) => StatusCode::ACCEPTED.into_response(),
-        Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
-    }
+    Ok(
+        match state
+            .dispatcher
+            .call_step(&target, event, "", &inbound)
+            .await
+        {
+            Ok(Some(output)) => event_response(StatusCode::OK, output),
+            Ok(None) => StatusCode::ACCEPTED.into_response(),
+            Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
+        },
+    )
 }
 
 async fn run_sequence(
@@ -188,7 +203,7 @@ async fn run_sequence(
 ) -> Response {
     let event = match read_event(state, &headers, body).await {
         Ok(event) => event,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let id = event.id().to_string();
     let inbound = PassThrough::from_inbound(&headers);
@@ -201,7 +216,7 @@ async fn run_sequence(
             tracing::debug!(sequence = %seq.name, event_id = %id, step, %label, "dropped by step");
             StatusCode::ACCEPTED.into_response()
         }
-        Ok(Delivered::Returned(output)) => event_response(StatusCode::OK, output),
+        Ok(Delivered::Returned(output)) => event_response(StatusCode::OK, *output),
         Err(chain) => {
             tracing::warn!(sequence = %seq.name, event_id = %id, error = %chain, "sequence failed");
             chain_response(seq, &chain)
@@ -225,7 +240,7 @@ fn hop_response(hop: &HopError, message: String) -> Response {
 }
 
 /// Read the body (bounded) and parse one CloudEvent; 4xx on bad input.
-async fn read_event(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Event, Response> {
+async fn read_event(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Event, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -239,18 +254,18 @@ async fn read_event(state: &AppState, headers: &HeaderMap, body: Body) -> Result
             return Err(too_large(state.max_event_bytes));
         }
         Err(e) => {
-            return Err(error(
+            return Err(api_error(
                 StatusCode::BAD_REQUEST,
                 format!("cannot read the request body: {e}"),
             ));
         }
     };
     event::from_http(headers, bytes.to_vec())
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-fn too_large(limit: usize) -> Response {
-    error(
+fn too_large(limit: usize) -> ApiError {
+    api_error(
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("event body is larger than the limit of {limit} bytes (--max-event-bytes)"),
     )

@@ -1,1 +1,22 @@
+//! stephost's end-to-end tests: the real binary on loopback, real components
+//! built from `guests/`, real HTTP clients and sinks. One test binary (one
+//! link step), one module per concern.
 
+mod chain;
+mod events;
+mod faults;
+mod guests;
+mod manifests;
+mod support;
+
+/// Fails to compile when a guest in `guests/` has no test named after it in
+/// `guests.rs`: every built guest must be exercised.
+#[test]
+fn every_built_guest_has_a_test() {
+    macro_rules! has_test {
+        ($guest:ident) => {
+            let _ = guests::$guest;
+        };
+    }
+    stephost::foreach_guest!(has_test);
+}

@@ -1,0 +1,133 @@
+//! Bad events get a clear 4xx with a JSON error body; good ones are unharmed.
+
+use stephost::builtin::APPENDER;
+
+use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
+
+async fn host(extra: &[&str]) -> Host {
+    let manifest = format!(
+        "{}{}",
+        sequence("solo", &["one"], None),
+        wasm_step("one", APPENDER, &[("suffix", "-x")], "")
+    );
+    Host::start(&manifest, extra).await
+}
+
+fn error_of(out: &crate::support::Exchange) -> String {
+    out.json()["error"].as_str().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn missing_required_attributes_are_400_naming_the_attribute() {
+    let host = host(&[]).await;
+    for missing in ["ce-id", "ce-source", "ce-type"] {
+        let headers: Vec<_> = ce_headers("m", "text/plain")
+            .into_iter()
+            .filter(|(k, _)| *k != missing)
+            .collect();
+        let out = post(&host.url, &headers, "x").await;
+        assert_eq!(out.status, 400, "{missing}: {}", out.text());
+        let attr = missing.trim_start_matches("ce-");
+        assert!(error_of(&out).contains(attr), "{missing}: {}", out.text());
+    }
+    // Without ce-specversion it is not a CloudEvent at all.
+    let headers: Vec<_> = ce_headers("m", "text/plain")
+        .into_iter()
+        .filter(|(k, _)| *k != "ce-specversion")
+        .collect();
+    let out = post(&host.url, &headers, "x").await;
+    assert_eq!(out.status, 400);
+    assert!(
+        error_of(&out).contains("not a CloudEvent"),
+        "{}",
+        out.text()
+    );
+}
+
+#[tokio::test]
+async fn structured_mode_errors_are_400() {
+    let host = host(&[]).await;
+    let structured = [("content-type", "application/cloudevents+json")];
+    let out = post(&host.url, &structured, "{not json").await;
+    assert_eq!(out.status, 400, "{}", out.text());
+    let out = post(
+        &host.url,
+        &structured,
+        r#"{"specversion":"1.0","id":"1","type":"t"}"#,
+    )
+    .await;
+    assert_eq!(out.status, 400, "{}", out.text());
+    assert!(error_of(&out).contains("source"), "{}", out.text());
+    let out = post(
+        &host.url,
+        &structured,
+        r#"{"specversion":"1.0","id":"","source":"/s","type":"t"}"#,
+    )
+    .await;
+    assert_eq!(out.status, 400, "empty id: {}", out.text());
+}
+
+#[tokio::test]
+async fn batch_mode_and_unknown_spec_versions_are_400() {
+    let host = host(&[]).await;
+    let batch = post(
+        &host.url,
+        &[("content-type", "application/cloudevents-batch+json")],
+        r#"[{"specversion":"1.0","id":"1","source":"/s","type":"t"}]"#,
+    )
+    .await;
+    assert_eq!(batch.status, 400);
+    assert!(error_of(&batch).contains("batch"), "{}", batch.text());
+    let mut headers = ce_headers("v", "text/plain");
+    headers[0] = ("ce-specversion", "2.0");
+    let out = post(&host.url, &headers, "x").await;
+    assert_eq!(out.status, 400);
+    assert!(error_of(&out).contains("specversion"), "{}", out.text());
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_413() {
+    let host = host(&["--max-event-bytes", "1Ki"]).await;
+    let out = post(
+        &host.url,
+        &ce_headers("big", "text/plain"),
+        vec![b'a'; 2048],
+    )
+    .await;
+    assert_eq!(out.status, 413, "{}", out.text());
+    assert!(error_of(&out).contains("1024 bytes"), "{}", out.text());
+    let ok = post(
+        &host.url,
+        &ce_headers("small", "text/plain"),
+        vec![b'a'; 1000],
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+}
+
+#[tokio::test]
+async fn unknown_routes_names_and_methods_are_clear() {
+    let host = host(&[]).await;
+    let out = post(
+        &format!("{}/sequences/nope", host.url),
+        &ce_headers("n", "text/plain"),
+        "x",
+    )
+    .await;
+    assert_eq!(out.status, 404);
+    assert!(error_of(&out).contains("no Sequence named \"nope\""));
+    let out = post(
+        &format!("{}/steps/nope", host.url),
+        &ce_headers("n", "text/plain"),
+        "x",
+    )
+    .await;
+    assert_eq!(out.status, 404);
+    assert!(error_of(&out).contains("no WasmStep named \"nope\""));
+    let out = get(&host.url).await.expect("GET /");
+    assert_eq!(out.status, 405);
+    let health = get(&format!("{}/healthz", host.url))
+        .await
+        .expect("healthz");
+    assert_eq!(health.status, 200);
+}

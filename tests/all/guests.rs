@@ -1,0 +1,120 @@
+//! One test per guest in `guests/`, each through the host's step endpoint
+//! (`POST /steps/{name}`), which answers like a Knative subscriber.
+
+use crate::support::{Host, ce_headers, post, wasm_step};
+use stephost::builtin;
+
+async fn host_for(name: &str, component: &str, config: &[(&str, &str)]) -> Host {
+    Host::start(&wasm_step(name, component, config, ""), &[]).await
+}
+
+#[tokio::test]
+pub async fn appender() {
+    let host = host_for(
+        "a",
+        builtin::APPENDER,
+        &[("suffix", "-x"), ("type", "appended")],
+    )
+    .await;
+    let out = post(
+        &format!("{}/steps/a", host.url),
+        &ce_headers("1", "text/plain"),
+        "in",
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.text(), "in-x");
+    assert_eq!(out.header("ce-type"), "appended");
+    assert_eq!(out.header("ce-id"), "1", "the appender clones its input");
+}
+
+#[tokio::test]
+pub async fn dropper() {
+    let host = host_for("d", builtin::DROPPER, &[]).await;
+    let out = post(
+        &format!("{}/steps/d", host.url),
+        &ce_headers("1", "text/plain"),
+        "in",
+    )
+    .await;
+    assert_eq!(out.status, 202);
+    assert!(out.body.is_empty(), "a drop has no body");
+}
+
+#[tokio::test]
+pub async fn faulty() {
+    let host = host_for("f", builtin::FAULTY, &[]).await;
+    let url = format!("{}/steps/f", host.url);
+    let out = post(&url, &ce_headers("1", "text/plain"), "pass").await;
+    assert_eq!(out.status, 200, "no fault asked: forwarded unchanged");
+    assert_eq!(out.text(), "pass");
+    let mut headers = ce_headers("2", "text/plain");
+    headers.push(("ce-fault", "bogus"));
+    let out = post(&url, &headers, "x").await;
+    assert_eq!(out.status, 422);
+    assert!(out.text().contains("unknown fault mode"), "{}", out.text());
+}
+
+#[tokio::test]
+pub async fn content_filter() {
+    let host = host_for("cf", "builtin:content-filter", &[]).await;
+    let url = format!("{}/steps/cf", host.url);
+    let out = post(
+        &url,
+        &ce_headers("1", "application/json"),
+        r#"{"reviewText":"what a shit book"}"#,
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.header("ce-badwordfilter"), "bad");
+    assert_eq!(out.json()["badWordResult"], "bad");
+    let out = post(
+        &url,
+        &ce_headers("2", "application/json"),
+        r#"{"reviewText":"a lovely book"}"#,
+    )
+    .await;
+    assert_eq!(out.header("ce-badwordfilter"), "good");
+    let out = post(
+        &url,
+        &ce_headers("3", "application/json"),
+        r#"{"title":"no review"}"#,
+    )
+    .await;
+    assert_eq!(
+        out.status,
+        422,
+        "missing reviewText cannot be retried: {}",
+        out.text()
+    );
+    let drop_host = host_for("cf", "builtin:content-filter", &[("mode", "drop")]).await;
+    let out = post(
+        &format!("{}/steps/cf", drop_host.url),
+        &ce_headers("4", "application/json"),
+        r#"{"reviewText":"what a shit book"}"#,
+    )
+    .await;
+    assert_eq!(out.status, 202, "drop mode drops bad reviews");
+}
+
+#[tokio::test]
+pub async fn sentiment() {
+    let host = host_for("s", "builtin:sentiment", &[]).await;
+    let mut headers = ce_headers("1", "application/json");
+    headers.push(("ce-badwordfilter", "good"));
+    let out = post(
+        &format!("{}/steps/s", host.url),
+        &headers,
+        r#"{"reviewText":"I loved it, wonderful"}"#,
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.header("ce-type"), "moderated-comment");
+    assert_eq!(out.header("ce-sentimentresult"), "positive");
+    assert_eq!(
+        out.header("ce-badwordfilter"),
+        "good",
+        "input extensions are kept"
+    );
+    assert_eq!(out.json()["reviewText"], "I loved it, wonderful");
+}

@@ -1,0 +1,378 @@
+//! Test support: start the real `stephost` binary on a loopback port, record
+//! what loopback sinks receive, and talk HTTP to both.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+/// The binary under test.
+pub const STEPHOST: &str = env!("CARGO_BIN_EXE_stephost");
+
+/// A running `stephost serve`; killed on drop.
+pub struct Host {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Where the host's stderr (its logs) goes.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    /// Write `manifest` to a temp dir (component paths in it may be absolute)
+    /// and serve it; waits until `/readyz` is 200.
+    pub async fn start(manifest: &str, extra_args: &[&str]) -> Host {
+        Self::start_with_env(manifest, extra_args, &[]).await
+    }
+
+    /// [`Host::start`] with extra environment variables.
+    pub async fn start_with_env(manifest: &str, extra_args: &[&str], env: &[(&str, &str)]) -> Host {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("manifest.yaml");
+        std::fs::write(&path, manifest).expect("write manifest");
+        let mut args = vec!["--manifest", path.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra_args);
+        Self::spawn(dir, &args, env).await
+    }
+
+    /// Serve with no manifest: the built-in default Sequence.
+    pub async fn start_default(env: &[(&str, &str)]) -> Host {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), &[], env).await
+    }
+
+    async fn spawn(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Host {
+        let log = dir.path().join("stephost.log");
+        let mut cmd = Command::new(STEPHOST);
+        cmd.arg("serve")
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env_remove("K_SINK")
+            .env_remove("PORT")
+            .env("RUST_LOG", "info,stephost=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"));
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn stephost");
+        let stdout = child.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("read stdout");
+        let Some(url) = line.trim().strip_prefix("stephost listening on ") else {
+            let _ = child.wait();
+            panic!(
+                "stephost did not start: {line:?}\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        };
+        let host = Host {
+            url: url.to_string(),
+            child,
+            log,
+            _dir: dir,
+        };
+        host.wait_ready().await;
+        host
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Ok(r) = get(&format!("{}/readyz", self.url)).await
+                && r.status == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stephost not ready after 120 s:\n{}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The host's logs so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `stephost ARGS` to completion (bounded): exit code and stderr.
+pub fn run_to_end(args: &[&str]) -> (Option<i32>, String, String) {
+    let output = Command::new(STEPHOST)
+        .args(args)
+        .env_remove("K_SINK")
+        .env_remove("PORT")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stephost");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Serve `stephost serve --manifest FILE --port 0` for a manifest expected to
+/// be refused: returns exit code and stderr once the process ends (≤ 60 s).
+pub fn serve_expect_refusal(manifest: &str, dir: &Path) -> (Option<i32>, String) {
+    let path = dir.join("manifest.yaml");
+    std::fs::write(&path, manifest).expect("write manifest");
+    let mut child = Command::new(STEPHOST)
+        .args(["serve", "--host", "127.0.0.1", "--port", "0", "--manifest"])
+        .arg(&path)
+        .env_remove("K_SINK")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut stderr)
+                .expect("read stderr");
+            return (status.code(), stderr);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("stephost kept running with a bad manifest:\n{manifest}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP exchange as seen by a client.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// Response body.
+    pub body: Bytes,
+}
+
+impl Exchange {
+    /// A header as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// POST with the given headers and body.
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Exchange {
+    let mut req = http::Request::post(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req.body(Full::new(body.into())).expect("request"))
+        .await
+        .expect("POST")
+}
+
+/// GET a URL.
+pub async fn get(url: &str) -> Result<Exchange, String> {
+    send(
+        http::Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await
+}
+
+async fn send(req: http::Request<Full<Bytes>>) -> Result<Exchange, String> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(req).await.map_err(|e| e.to_string())?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Exchange {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Binary-mode CloudEvent headers for a test event.
+pub fn ce_headers<'a>(id: &'a str, content_type: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("ce-specversion", "1.0"),
+        ("ce-id", id),
+        ("ce-source", "/stephost/tests"),
+        ("ce-type", "dev.stephost.test"),
+        ("content-type", content_type),
+    ]
+}
+
+/// A request a sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request path.
+    pub path: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// Request body.
+    pub body: Bytes,
+}
+
+impl Received {
+    /// A header as text ("" when absent).
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// What a sink answers: a function of the request number (0-based) and request.
+pub type Responder = Arc<dyn Fn(usize, &Received) -> Response + Send + Sync>;
+
+/// An HTTP server on loopback that records every request.
+pub struct Sink {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct SinkState {
+    received: Arc<Mutex<Vec<Received>>>,
+    responder: Responder,
+}
+
+impl Sink {
+    /// A sink that answers 202 to everything.
+    pub async fn accepting() -> Sink {
+        Sink::with(Arc::new(|_, _| StatusCode::ACCEPTED.into_response())).await
+    }
+
+    /// A sink with a custom responder.
+    pub async fn with(responder: Responder) -> Sink {
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = SinkState {
+            received: received.clone(),
+            responder,
+        };
+        let app = Router::new().fallback(record).with_state(state);
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .expect("bind sink");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Sink {
+            url,
+            received,
+            _server: server,
+        }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+}
+
+async fn record(
+    State(state): State<SinkState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = Received {
+        path: uri.path().to_string(),
+        headers,
+        body,
+    };
+    let n = {
+        let mut list = state.received.lock().expect("lock");
+        list.push(request.clone());
+        list.len() - 1
+    };
+    (state.responder)(n, &request)
+}
+
+/// A WasmStep document binding `name` to a built guest with config pairs.
+pub fn wasm_step(name: &str, component: &str, config: &[(&str, &str)], limits: &str) -> String {
+    let mut doc = format!(
+        "---\napiVersion: stephost.dev/v1alpha1\nkind: WasmStep\nmetadata:\n  name: {name}\nspec:\n  component: {component}\n"
+    );
+    if !config.is_empty() {
+        doc.push_str("  config:\n");
+        for (k, v) in config {
+            doc.push_str(&format!("    {k}: {v:?}\n"));
+        }
+    }
+    if !limits.is_empty() {
+        doc.push_str(&format!("  limits: {limits}\n"));
+    }
+    doc
+}
+
+/// A Sequence document whose steps are refs to Services named `steps`
+/// (or `uri:` entries when a name starts with `http`), with an optional reply URI.
+pub fn sequence(name: &str, steps: &[&str], reply: Option<&str>) -> String {
+    let mut doc = format!(
+        "---\napiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata:\n  name: {name}\nspec:\n  channelTemplate:\n    apiVersion: messaging.knative.dev/v1\n    kind: InMemoryChannel\n  steps:\n"
+    );
+    for step in steps {
+        if step.starts_with("http") {
+            doc.push_str(&format!("    - uri: {step}\n"));
+        } else {
+            doc.push_str(&format!(
+                "    - ref:\n        apiVersion: serving.knative.dev/v1\n        kind: Service\n        name: {step}\n"
+            ));
+        }
+    }
+    if let Some(reply) = reply {
+        doc.push_str(&format!("  reply:\n    uri: {reply}\n"));
+    }
+    doc
+}
