@@ -2,14 +2,21 @@
 //! event stops the chain, and the final event goes to the reply — the event
 //! flow of a Knative Sequence on an InMemoryChannel, without the channel hops.
 //!
-//! Remote steps and the reply are called exactly as Knative's dispatcher calls
-//! them (eventing `pkg/kncloudevents/event_dispatcher.go`): POST, binary mode,
-//! `Prefer: reply` to subscribers, `Kn-Namespace`, the pass-through headers.
+//! Delivery follows Knative's dispatcher (eventing
+//! `pkg/kncloudevents/event_dispatcher.go`, `retries.go`): each hop is tried
+//! `retry + 1` times with the configured backoff; after the last failure the
+//! hop's original input event goes to the dead-letter sink with the
+//! `knativeerror*` extensions. Remote steps and sinks are called as the
+//! dispatcher calls them: POST, binary mode, `Prefer: reply` to subscribers,
+//! `Kn-Namespace`, the pass-through headers and W3C `traceparent`.
 
+use std::future::Future;
 use std::time::Duration;
 
+use base64::Engine as _;
 use bytes::Bytes;
 use cloudevents::Event;
+use cloudevents::event::ExtensionValue;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
@@ -19,30 +26,39 @@ use thiserror::Error;
 use url::Url;
 
 use crate::event;
-use crate::registry::{Sequence, StepTarget};
+use crate::registry::{Delivery, Sequence, StepTarget};
 use crate::runtime::StepFailure;
 
-/// Bound of one call to a remote step or reply when the delivery spec sets no
+/// Bound of one call to a remote step or sink when the delivery spec sets no
 /// `timeout`: Knative Serving's default revision timeout (300 s), the longest a
 /// Knative subscriber would be allowed to take by default anyway.
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Largest response body read from a remote step or reply. A response event
+/// Largest response body read from a remote step or sink. A response event
 /// larger than an inbound one is a misbehaving peer; refusing it bounds memory.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
-/// Headers of the inbound request that travel with the event to every hop
-/// (eventing `pkg/utils/headers.go`: exact `x-request-id`, `retry-after`;
-/// prefixes `knative-`, `x-b3-`), plus W3C trace context.
+/// `knativeerrordata` is cut to this many base64 characters
+/// (eventing `KnativeErrorDataExtensionMaxLength`).
+pub const ERROR_DATA_MAX: usize = 1024;
+
+/// What travels from the inbound request to every hop.
 #[derive(Debug, Clone, Default)]
-pub struct PassThrough {
-    /// The headers to copy onto each outgoing request.
+pub struct Inbound {
+    /// Pass-through headers (eventing `pkg/utils/headers.go`: exact
+    /// `x-request-id`, `retry-after`; prefixes `knative-`, `x-b3-`) and
+    /// `tracestate`.
     pub headers: HeaderMap,
+    /// The inbound W3C trace context, continued on every hop.
+    pub trace: TraceContext,
+    /// This host's base URL as the sender reached it, for the
+    /// `knativeerrordest` of a failed Wasm step (`{base}/steps/{name}`).
+    pub self_base: String,
 }
 
-impl PassThrough {
-    /// Pick the pass-through headers out of an inbound request.
-    pub fn from_inbound(headers: &HeaderMap) -> Self {
+impl Inbound {
+    /// Pick what travels on out of an inbound request.
+    pub fn from_request(headers: &HeaderMap) -> Self {
         let mut kept = HeaderMap::new();
         for (name, value) in headers {
             let n = name.as_str();
@@ -50,17 +66,91 @@ impl PassThrough {
                 || n == "retry-after"
                 || n.starts_with("knative-")
                 || n.starts_with("x-b3-")
-                || n == "traceparent"
                 || n == "tracestate"
             {
                 kept.append(name.clone(), value.clone());
             }
         }
-        Self { headers: kept }
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        Self {
+            headers: kept,
+            trace: TraceContext::from_headers(headers),
+            self_base: format!("http://{host}"),
+        }
     }
 }
 
-/// A failed call to one hop (a step or the reply).
+/// A W3C Trace Context (`traceparent`): the trace id is kept across hops, each
+/// outgoing request gets a new parent (span) id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// `01` when sampled.
+    pub flags: String,
+}
+
+impl Default for TraceContext {
+    fn default() -> Self {
+        Self {
+            trace_id: format!("{:016x}{:016x}", random_u64(), random_u64()),
+            flags: "01".into(),
+        }
+    }
+}
+
+impl TraceContext {
+    /// Continue the inbound `traceparent` (W3C Trace Context §3.2), or start a
+    /// new trace when it is absent or malformed.
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let parsed = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let parts: Vec<&str> = v.trim().split('-').collect();
+                let hex =
+                    |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+                (parts.len() >= 4
+                    && hex(parts[0], 2)
+                    && parts[0] != "ff"
+                    && hex(parts[1], 32)
+                    && parts[1] != "0".repeat(32)
+                    && hex(parts[2], 16)
+                    && hex(parts[3], 2))
+                .then(|| TraceContext {
+                    trace_id: parts[1].to_ascii_lowercase(),
+                    flags: parts[3].to_ascii_lowercase(),
+                })
+            });
+        parsed.unwrap_or_default()
+    }
+
+    /// A `traceparent` value for one outgoing request.
+    pub fn child_header(&self) -> String {
+        format!(
+            "00-{}-{:016x}-{}",
+            self.trace_id,
+            random_u64() | 1,
+            self.flags
+        )
+    }
+}
+
+/// Non-cryptographic randomness for trace and span ids, from the standard
+/// library's per-process random hash keys (no extra dependency needed).
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}
+
+/// A failed call to one hop (a step or a sink).
 #[derive(Debug, Error, Clone, PartialEq)]
 #[error("{message}")]
 pub struct HopError {
@@ -71,11 +161,14 @@ pub struct HopError {
     pub message: String,
     /// Whether Knative's delivery rules retry it.
     pub retryable: bool,
-    /// The response body, for `knativeerrordata`.
+    /// The response body (or the error text), for `knativeerrordata`.
     pub body: Bytes,
+    /// A remote's `Retry-After`, already parsed.
+    pub retry_after: Option<Duration>,
 }
 
-/// How a Sequence run ended successfully.
+/// How a Sequence run ended successfully: the event is delivered or dropped
+/// on purpose, and the sender may be acknowledged.
 #[derive(Debug)]
 pub enum Delivered {
     /// The final event was accepted by the reply.
@@ -89,9 +182,16 @@ pub enum Delivered {
     },
     /// No reply is configured: the final event goes back to the sender.
     Returned(Box<Event>),
+    /// A hop failed for good and its input went to the dead-letter sink.
+    DeadLettered {
+        /// Where the event went.
+        sink: Url,
+        /// The failure that sent it there.
+        cause: Box<ChainError>,
+    },
 }
 
-/// How a Sequence run failed.
+/// How a Sequence run failed: the sender must not be acknowledged.
 #[derive(Debug, Error)]
 pub enum ChainError {
     /// A step failed.
@@ -101,29 +201,40 @@ pub enum ChainError {
         index: usize,
         /// Its name or URL.
         label: String,
-        /// The failure.
+        /// The last attempt's failure.
         error: HopError,
     },
-    /// The reply did not accept the final event.
+    /// The reply did not accept the event.
     #[error("the reply {url} did not accept the event: {error}")]
     Reply {
         /// The reply URL.
         url: Url,
-        /// The failure.
+        /// The last attempt's failure.
+        error: HopError,
+    },
+    /// The hop failed and so did its dead-letter sink.
+    #[error("{cause}; and the dead-letter sink {sink} failed too: {error}")]
+    DeadLetter {
+        /// The sink.
+        sink: Url,
+        /// The hop failure.
+        cause: Box<ChainError>,
+        /// The sink's failure.
         error: HopError,
     },
 }
 
 impl ChainError {
-    /// The hop failure inside.
+    /// The failure of the hop itself (not of its dead-letter sink).
     pub fn hop(&self) -> &HopError {
         match self {
             ChainError::Step { error, .. } | ChainError::Reply { error, .. } => error,
+            ChainError::DeadLetter { cause, .. } => cause.hop(),
         }
     }
 }
 
-/// Calls steps and replies; one per host, sharing one pooled HTTP client.
+/// Calls steps and sinks; one per host, sharing one pooled HTTP client.
 pub struct Dispatcher {
     /// Keep-alive connection pool for remote steps, replies and sinks.
     client: Client<HttpConnector, Full<Bytes>>,
@@ -148,52 +259,123 @@ impl Dispatcher {
     }
 
     /// Run `event` through every step of `seq`, then deliver to its reply.
+    ///
+    /// Each hop (a step; the reply) is retried per its delivery; a step is
+    /// never re-run because the reply failed. After a hop's last failure its
+    /// input goes to the dead-letter sink, if any: then the run counts as
+    /// delivered, otherwise it is an error and the sender must retry.
     pub async fn run(
         &self,
         seq: &Sequence,
         mut event: Event,
-        inbound: &PassThrough,
+        inbound: &Inbound,
     ) -> Result<Delivered, ChainError> {
+        let mut last_delivery = Delivery::default();
+        let mut hop_input = event.clone();
         for (index, step) in seq.steps.iter().enumerate() {
-            let output = self
-                .call_step(&step.target, event, &seq.namespace, inbound)
-                .await
-                .map_err(|error| ChainError::Step {
-                    index,
-                    label: step.target.label(),
-                    error,
-                })?;
-            match output {
-                Some(next) => event = next,
-                None => {
+            hop_input = event.clone();
+            let attempt =
+                || self.call_step(&step.target, hop_input.clone(), &seq.namespace, inbound);
+            let result = retrying(&step.delivery, attempt).await;
+            match result {
+                Ok(Some(next)) => event = next,
+                Ok(None) => {
                     return Ok(Delivered::Dropped {
                         step: index,
                         label: step.target.label(),
                     });
                 }
-            }
-        }
-        match &seq.reply {
-            None => Ok(Delivered::Returned(Box::new(event))),
-            Some(url) => {
-                self.deliver(url, event, &seq.namespace, inbound)
-                    .await
-                    .map_err(|error| ChainError::Reply {
-                        url: url.clone(),
+                Err(error) => {
+                    let dest = match &step.target {
+                        StepTarget::Wasm(w) => format!("{}/steps/{}", inbound.self_base, w.name),
+                        StepTarget::Remote(url) => url.to_string(),
+                    };
+                    let failure = ChainError::Step {
+                        index,
+                        label: step.target.label(),
                         error,
-                    })?;
-                Ok(Delivered::Replied(url.clone()))
+                    };
+                    return self
+                        .dead_letter(&step.delivery, hop_input, &dest, failure, seq, inbound)
+                        .await;
+                }
+            }
+            last_delivery = step.delivery.clone();
+        }
+        let Some(url) = &seq.reply else {
+            return Ok(Delivered::Returned(Box::new(event)));
+        };
+        let attempt = || self.deliver(url, event.clone(), &seq.namespace, inbound);
+        match retrying(&last_delivery, attempt).await {
+            Ok(()) => Ok(Delivered::Replied(url.clone())),
+            Err(error) => {
+                let failure = ChainError::Reply {
+                    url: url.clone(),
+                    error,
+                };
+                // As in Knative, the dead-letter sink gets the original input
+                // of the hop whose reply failed: the last step's input.
+                self.dead_letter(
+                    &last_delivery,
+                    hop_input,
+                    url.as_str(),
+                    failure,
+                    seq,
+                    inbound,
+                )
+                .await
             }
         }
     }
 
-    /// Call one step: `Some(event)` to forward, `None` when it dropped the event.
+    /// Send a hop's original input to the dead-letter sink, if there is one.
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        mut original: Event,
+        dest: &str,
+        failure: ChainError,
+        seq: &Sequence,
+        inbound: &Inbound,
+    ) -> Result<Delivered, ChainError> {
+        let Some(sink) = &delivery.dead_letter_sink else {
+            return Err(failure);
+        };
+        let hop = failure.hop();
+        original.set_extension("knativeerrordest", ExtensionValue::String(dest.to_string()));
+        original.set_extension(
+            "knativeerrorcode",
+            ExtensionValue::Integer(i64::from(hop.status)),
+        );
+        original.set_extension(
+            "knativeerrordata",
+            ExtensionValue::String(error_data(&hop.body)),
+        );
+        let attempt = || self.deliver(sink, original.clone(), &seq.namespace, inbound);
+        match retrying(delivery, attempt).await {
+            Ok(()) => {
+                tracing::warn!(sequence = %seq.name, error = %failure, sink = %sink, "dead-lettered");
+                Ok(Delivered::DeadLettered {
+                    sink: sink.clone(),
+                    cause: Box::new(failure),
+                })
+            }
+            Err(error) => Err(ChainError::DeadLetter {
+                sink: sink.clone(),
+                cause: Box::new(failure),
+                error,
+            }),
+        }
+    }
+
+    /// Call one step once: `Some(event)` to forward, `None` when it dropped
+    /// the event.
     pub async fn call_step(
         &self,
         target: &StepTarget,
         event: Event,
         namespace: &str,
-        inbound: &PassThrough,
+        inbound: &Inbound,
     ) -> Result<Option<Event>, HopError> {
         match target {
             StepTarget::Wasm(step) => {
@@ -219,13 +401,11 @@ impl Dispatcher {
         url: &Url,
         event: Event,
         namespace: &str,
-        inbound: &PassThrough,
+        inbound: &Inbound,
     ) -> Result<Option<Event>, HopError> {
-        let mut extra = inbound.headers.clone();
-        extra.insert("prefer", HeaderValue::from_static("reply"));
-        let (status, headers, body) = self.post(url, event, namespace, extra).await?;
+        let (status, headers, body) = self.post(url, event, namespace, inbound, true).await?;
         if !status.is_success() {
-            return Err(status_error(url, status, body));
+            return Err(status_error(url, status, &headers, body));
         }
         // Any 2xx carrying an event is a reply; any other 2xx is not an event
         // and ends the chain (eventing executeRequest, "non event, discard").
@@ -238,26 +418,25 @@ impl Dispatcher {
                     message: format!("{url} replied with an invalid event: {e}"),
                     retryable: false,
                     body,
+                    retry_after: None,
                 }),
         }
     }
 
-    /// Deliver an event to a sink (the reply or a dead-letter sink): any 2xx
-    /// is success, a reply event in the response is ignored.
+    /// Deliver an event to a sink (a reply or a dead-letter sink) once: any
+    /// 2xx is success, an event in the response is ignored.
     pub async fn deliver(
         &self,
         url: &Url,
         event: Event,
         namespace: &str,
-        inbound: &PassThrough,
+        inbound: &Inbound,
     ) -> Result<(), HopError> {
-        let (status, _, body) = self
-            .post(url, event, namespace, inbound.headers.clone())
-            .await?;
+        let (status, headers, body) = self.post(url, event, namespace, inbound, false).await?;
         if status.is_success() {
             Ok(())
         } else {
-            Err(status_error(url, status, body))
+            Err(status_error(url, status, &headers, body))
         }
     }
 
@@ -267,22 +446,30 @@ impl Dispatcher {
         url: &Url,
         event: Event,
         namespace: &str,
-        extra: HeaderMap,
+        inbound: &Inbound,
+        prefer_reply: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes), HopError> {
         let (ce_headers, body) = event::to_http(event).map_err(|e| HopError {
             status: 500,
             message: e.to_string(),
             retryable: false,
             body: Bytes::new(),
+            retry_after: None,
         })?;
         let mut request = Request::post(url.as_str())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| transport(url, e))?;
         let headers = request.headers_mut();
-        headers.extend(extra);
+        headers.extend(inbound.headers.clone());
         headers.extend(ce_headers);
+        if prefer_reply {
+            headers.insert("prefer", HeaderValue::from_static("reply"));
+        }
         if let Ok(ns) = HeaderValue::from_str(namespace) {
             headers.insert(HeaderName::from_static("kn-namespace"), ns);
+        }
+        if let Ok(tp) = HeaderValue::from_str(&inbound.trace.child_header()) {
+            headers.insert(HeaderName::from_static("traceparent"), tp);
         }
         let response = tokio::time::timeout(DEFAULT_REMOTE_TIMEOUT, self.client.request(request))
             .await
@@ -303,17 +490,83 @@ impl Dispatcher {
     }
 }
 
+/// Run `attempt` up to `retry + 1` times per `delivery`: each attempt bounded
+/// by `timeout`, retryable failures retried after the backoff (or an honoured
+/// `Retry-After`), others returned at once.
+async fn retrying<T, F, Fut>(delivery: &Delivery, mut attempt: F) -> Result<T, HopError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, HopError>>,
+{
+    let mut k = 0;
+    loop {
+        let outcome = match delivery.timeout {
+            Some(limit) => tokio::time::timeout(limit, attempt())
+                .await
+                .unwrap_or_else(|_| Err(timed_out(limit))),
+            None => attempt().await,
+        };
+        let error = match outcome {
+            Ok(value) => return Ok(value),
+            Err(error) => error,
+        };
+        if !error.retryable || k >= delivery.retry {
+            return Err(error);
+        }
+        k += 1;
+        let mut wait = delivery.backoff(k);
+        if let (Some(cap), Some(after)) = (delivery.retry_after_max, error.retry_after) {
+            wait = wait.max(after.min(cap));
+        }
+        tracing::debug!(attempt = k, wait_ms = wait.as_millis() as u64, error = %error, "retrying");
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// `knativeerrordata`: base64 (standard alphabet) of the body, cut to 1024
+/// characters. Encoding first and cutting the text avoids the buffer overrun
+/// Knative's dispatcher has on bodies over 768 bytes (eventing-natss#434).
+pub fn error_data(body: &[u8]) -> String {
+    let mut encoded = base64::engine::general_purpose::STANDARD.encode(body);
+    encoded.truncate(ERROR_DATA_MAX);
+    encoded
+}
+
 /// Knative's `SelectiveRetry` (eventing pkg/kncloudevents/retries.go): retry
 /// 5xx, 404, 408, 409, 429; never 1xx-3xx or other 4xx.
 pub fn is_retryable_status(status: u16) -> bool {
     status >= 500 || matches!(status, 404 | 408 | 409 | 429)
 }
 
-fn status_error(url: &Url, status: StatusCode, body: Bytes) -> HopError {
+/// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3); only
+/// 429 and 503 carry a meaningful one.
+fn retry_after(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn status_error(url: &Url, status: StatusCode, headers: &HeaderMap, body: Bytes) -> HopError {
     HopError {
         status: status.as_u16(),
         message: format!("{url} answered {status}"),
         retryable: is_retryable_status(status.as_u16()),
+        retry_after: retry_after(status, headers),
         body,
     }
 }
@@ -325,6 +578,18 @@ fn transport(url: &Url, error: impl std::fmt::Display) -> HopError {
         body: Bytes::from(message.clone().into_bytes()),
         message,
         retryable: true,
+        retry_after: None,
+    }
+}
+
+fn timed_out(limit: Duration) -> HopError {
+    let message = format!("attempt timed out after {limit:?} (delivery timeout)");
+    HopError {
+        status: 500,
+        body: Bytes::from(message.clone().into_bytes()),
+        message,
+        retryable: true,
+        retry_after: None,
     }
 }
 
@@ -335,5 +600,68 @@ fn failure_to_hop(failure: StepFailure) -> HopError {
         retryable: failure.is_retryable(),
         body: Bytes::from(message.clone().into_bytes()),
         message,
+        retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::BackoffPolicy;
+
+    #[test]
+    fn selective_retry_matches_knative() {
+        for s in [404, 408, 409, 429, 500, 501, 503] {
+            assert!(is_retryable_status(s), "{s}");
+        }
+        for s in [300, 301, 400, 401, 403, 405, 410, 413, 415, 422] {
+            assert!(!is_retryable_status(s), "{s}");
+        }
+    }
+
+    #[test]
+    fn backoff_is_linear_or_exponential_from_the_first_retry() {
+        let d = Duration::from_millis(100);
+        let lin = Delivery {
+            backoff: Some((BackoffPolicy::Linear, d)),
+            ..Delivery::default()
+        };
+        let exp = Delivery {
+            backoff: Some((BackoffPolicy::Exponential, d)),
+            ..Delivery::default()
+        };
+        assert_eq!(
+            [1, 2, 3].map(|k| lin.backoff(k).as_millis()),
+            [100, 200, 300]
+        );
+        assert_eq!(
+            [1, 2, 3].map(|k| exp.backoff(k).as_millis()),
+            [100, 200, 400]
+        );
+        assert_eq!(exp.backoff(200), crate::registry::MAX_BACKOFF);
+        assert_eq!(Delivery::default().backoff(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn error_data_is_base64_cut_to_1024_chars_without_overrun() {
+        assert_eq!(error_data(b"hi"), "aGk=");
+        assert_eq!(error_data(&[7u8; 5000]).len(), 1024);
+        assert_eq!(error_data(&[]), "");
+    }
+
+    #[test]
+    fn traceparent_keeps_the_trace_id_and_rejects_garbage() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let t = TraceContext::from_headers(&h);
+        assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        let child = t.child_header();
+        assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!child.contains("00f067aa0ba902b7"));
+        h.insert("traceparent", HeaderValue::from_static("nonsense"));
+        assert_eq!(TraceContext::from_headers(&h).trace_id.len(), 32);
     }
 }

@@ -23,7 +23,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::event;
 use crate::registry::{Registry, Sequence, StepTarget};
-use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, PassThrough};
+use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, Inbound};
 
 /// Largest event body accepted by default. CloudEvents carriers commonly cap
 /// events far lower (Kafka's default message size is 1 MB); 4 MiB leaves
@@ -180,7 +180,7 @@ async fn step_endpoint(
         ));
     };
     let event = read_event(&state, &headers, body).await?;
-    let inbound = PassThrough::from_inbound(&headers);
+    let inbound = Inbound::from_request(&headers);
     let target = StepTarget::Wasm(step);
     Ok(
         match state
@@ -206,7 +206,7 @@ async fn run_sequence(
         Err(e) => return e.into_response(),
     };
     let id = event.id().to_string();
-    let inbound = PassThrough::from_inbound(&headers);
+    let inbound = Inbound::from_request(&headers);
     match state.dispatcher.run(seq, event, &inbound).await {
         Ok(Delivered::Replied(url)) => {
             tracing::debug!(sequence = %seq.name, event_id = %id, reply = %url, "delivered");
@@ -217,6 +217,10 @@ async fn run_sequence(
             StatusCode::ACCEPTED.into_response()
         }
         Ok(Delivered::Returned(output)) => event_response(StatusCode::OK, *output),
+        Ok(Delivered::DeadLettered { sink, cause }) => {
+            tracing::warn!(sequence = %seq.name, event_id = %id, sink = %sink, error = %cause, "event dead-lettered");
+            StatusCode::ACCEPTED.into_response()
+        }
         Err(chain) => {
             tracing::warn!(sequence = %seq.name, event_id = %id, error = %chain, "sequence failed");
             chain_response(seq, &chain)
@@ -224,10 +228,19 @@ async fn run_sequence(
     }
 }
 
-/// A failed chain: the sender must retry (5xx) unless retrying cannot help
-/// (the failure said so, ≙ 4xx), then 422 says the event cannot be processed.
+/// A failed chain that no dead-letter sink took: 500, so the sender retries
+/// (Knative's channel ingress answers 500 to any dispatch failure). Nothing
+/// was acknowledged, so nothing is lost.
 fn chain_response(seq: &Sequence, chain: &ChainError) -> Response {
-    hop_response(chain.hop(), format!("sequence {:?}: {chain}", seq.name))
+    let hint = if chain.hop().retryable {
+        ""
+    } else {
+        " (retrying cannot help this event; configure a deadLetterSink to keep it)"
+    };
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("sequence {:?}: {chain}{hint}", seq.name),
+    )
 }
 
 fn hop_response(hop: &HopError, message: String) -> Response {

@@ -135,10 +135,12 @@ async fn step_errors_map_to_subscriber_statuses() {
         "retryable ≙ 5xx: {}",
         retryable.text()
     );
-    // Through the Sequence: a fatal failure tells the sender not to retry.
+    // Through the Sequence with no dead-letter sink: 500, as Knative's channel
+    // ingress answers, so the event is never acknowledged and lost.
     let mut headers = ce_headers("f-2", "text/plain");
     headers.push(("ce-fault", "fatal"));
     let seq = post(&format!("{}/sequences/bad", host.url), &headers, "x").await;
-    assert_eq!(seq.status, 422, "{}", seq.text());
+    assert_eq!(seq.status, 500, "{}", seq.text());
     assert!(seq.text().contains("asked to fail (fatal)"));
+    assert!(seq.text().contains("deadLetterSink"), "{}", seq.text());
 }

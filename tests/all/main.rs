@@ -3,6 +3,7 @@
 //! link step), one module per concern.
 
 mod chain;
+mod delivery;
 mod events;
 mod faults;
 mod guests;

@@ -257,6 +257,8 @@ pub struct Received {
     pub headers: HeaderMap,
     /// Request body.
     pub body: Bytes,
+    /// When it arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -284,6 +286,8 @@ pub struct Sink {
 struct SinkState {
     received: Arc<Mutex<Vec<Received>>>,
     responder: Responder,
+    /// Wait this long before answering (a slow subscriber).
+    delay: Duration,
 }
 
 impl Sink {
@@ -292,12 +296,28 @@ impl Sink {
         Sink::with(Arc::new(|_, _| StatusCode::ACCEPTED.into_response())).await
     }
 
+    /// A sink that answers every request with `status`.
+    pub async fn status(status: u16) -> Sink {
+        Sink::with(Arc::new(move |_, _| {
+            StatusCode::from_u16(status)
+                .expect("status")
+                .into_response()
+        }))
+        .await
+    }
+
     /// A sink with a custom responder.
     pub async fn with(responder: Responder) -> Sink {
+        Sink::slow(responder, Duration::ZERO).await
+    }
+
+    /// A sink that waits `delay` before each answer.
+    pub async fn slow(responder: Responder, delay: Duration) -> Sink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let state = SinkState {
             received: received.clone(),
             responder,
+            delay,
         };
         let app = Router::new().fallback(record).with_state(state);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -330,13 +350,33 @@ async fn record(
         path: uri.path().to_string(),
         headers,
         body,
+        at: Instant::now(),
     };
     let n = {
         let mut list = state.received.lock().expect("lock");
         list.push(request.clone());
         list.len() - 1
     };
+    if !state.delay.is_zero() {
+        tokio::time::sleep(state.delay).await;
+    }
     (state.responder)(n, &request)
+}
+
+/// A responder that replies like Knative's appender: the same event (ce-*
+/// headers copied) with `suffix` appended to its data, 200, binary mode.
+pub fn echo_appending(suffix: &'static str) -> Responder {
+    Arc::new(move |_, req: &Received| {
+        let mut response = Response::new(axum::body::Body::from(
+            [&req.body[..], suffix.as_bytes()].concat(),
+        ));
+        for (name, value) in &req.headers {
+            if name.as_str().starts_with("ce-") || name == "content-type" {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        response
+    })
 }
 
 /// A WasmStep document binding `name` to a built guest with config pairs.
@@ -354,6 +394,24 @@ pub fn wasm_step(name: &str, component: &str, config: &[(&str, &str)], limits: &
         doc.push_str(&format!("  limits: {limits}\n"));
     }
     doc
+}
+
+/// A Sequence with a `delivery:` (flow-style YAML) on every step.
+pub fn sequence_with_delivery(
+    name: &str,
+    steps: &[&str],
+    reply: Option<&str>,
+    delivery: &str,
+) -> String {
+    sequence(name, steps, reply)
+        .replace(
+            "    - uri:",
+            &format!("    - delivery: {delivery}\n      uri:"),
+        )
+        .replace(
+            "    - ref:",
+            &format!("    - delivery: {delivery}\n      ref:"),
+        )
 }
 
 /// A Sequence document whose steps are refs to Services named `steps`
