@@ -430,3 +430,57 @@ pub fn resolve(
             .map_err(|e| fail(format!("uri {uri:?} relative to {base}: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::KReference;
+
+    fn dest(kind: &str, api: &str, name: &str, uri: Option<&str>) -> Destination {
+        Destination {
+            reference: Some(KReference {
+                kind: kind.into(),
+                name: name.into(),
+                api_version: Some(api.into()),
+                ..KReference::default()
+            }),
+            uri: uri.map(str::to_string),
+            ..Destination::default()
+        }
+    }
+
+    fn url(d: &Destination, resolver: &Resolver) -> String {
+        resolve(d, "ns1", resolver, "test", "f", &BTreeMap::new())
+            .expect("resolves")
+            .to_string()
+    }
+
+    #[test]
+    fn refs_resolve_as_knative_resolves_them() {
+        let r = Resolver::default();
+        let svc = dest(
+            "Service",
+            "serving.knative.dev/v1",
+            "stephost",
+            Some("/steps/content-filter"),
+        );
+        assert_eq!(
+            url(&svc, &r),
+            "http://stephost.ns1.svc.cluster.local/steps/content-filter"
+        );
+        let relative = dest("Service", "v1", "x", Some("foo"));
+        assert_eq!(url(&relative, &r), "http://x.ns1.svc.cluster.local/foo");
+        let broker = dest("Broker", "eventing.knative.dev/v1", "default", None);
+        assert_eq!(
+            url(&broker, &r),
+            "http://broker-ingress.knative-eventing.svc.cluster.local/ns1/default"
+        );
+        let local = Resolver {
+            broker_ingress: Some(Url::parse("http://127.0.0.1:9/").expect("url")),
+            ..Resolver::default()
+        };
+        assert_eq!(url(&broker, &local), "http://127.0.0.1:9/ns1/default");
+        let other = dest("Function", "x.dev/v1", "f", None);
+        assert!(resolve(&other, "ns1", &r, "t", "f", &BTreeMap::new()).is_err());
+    }
+}
