@@ -15,7 +15,7 @@ use cloudevents::{EventBuilder, EventBuilderV10};
 use criterion::{Criterion, criterion_group, criterion_main};
 use stephost::builtin::{APPENDER, DROPPER};
 use stephost::event;
-use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
+use stephost::runtime::{DEFAULT_KEEP_RESIDENT, Runtime, RuntimeConfig, StepLimits};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -32,13 +32,20 @@ fn bench(c: &mut Criterion) {
             .expect("event"),
     );
     let mut group = c.benchmark_group("step_overhead");
-    for pooling in [true, false] {
+    // (name, pooling allocator, bytes kept resident per freed slot)
+    let variants = [
+        ("pooling", true, DEFAULT_KEEP_RESIDENT),
+        ("pooling-keep-0", true, 0),
+        ("pooling-keep-1m", true, 1 << 20),
+        ("on-demand", false, 0),
+    ];
+    for (allocator, pooling, keep_resident) in variants {
         let runtime = Runtime::new(RuntimeConfig {
             pooling,
+            keep_resident,
             ..RuntimeConfig::default()
         })
         .expect("runtime");
-        let allocator = if pooling { "pooling" } else { "on-demand" };
         for (guest, path) in [("dropper", DROPPER), ("appender", APPENDER)] {
             let step = runtime
                 .compile_file(

@@ -112,6 +112,7 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
         pooling: !args.no_pooling,
         max_memory,
         max_instances: args.max_instances,
+        ..RuntimeConfig::default()
     })
 }
 

@@ -47,6 +47,13 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// dropped rather than trapping the guest (wasmtime's MemoryOutputPipe would trap).
 pub const GUEST_LOG_CAPACITY: usize = 16 * 1024;
 
+/// Default of [`RuntimeConfig::keep_resident`]. 64 KiB covers the pages a
+/// small step touches per event (shadow stack top, heap start, data), so they
+/// are reused warm; measured by the `step_overhead` benchmark in one run
+/// (bench/RESULTS.md): 0 → 26.8 µs, 32–64 KiB → 21.3 µs, 256 KiB → 23.9 µs,
+/// 1 MiB → 35.8 µs per trivial event (the memset outweighs the saved faults).
+pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
+
 /// Settings of the engine that cannot change per step.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -60,6 +67,10 @@ pub struct RuntimeConfig {
     /// How many instances may exist at once across all steps. Sizes the pool;
     /// events beyond it wait for a free slot instead of failing.
     pub max_instances: u32,
+    /// Bytes of each pooled memory, table and fiber stack that stay resident
+    /// when a slot is freed (reset by memset instead of madvise), so the next
+    /// instance does not page-fault them in again.
+    pub keep_resident: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -72,6 +83,7 @@ impl Default for RuntimeConfig {
             // 128 simultaneous instances: far above what 2 cores can execute at
             // once, so waiting for a slot only happens under real overload.
             max_instances: 128,
+            keep_resident: DEFAULT_KEEP_RESIDENT,
         }
     }
 }
@@ -286,7 +298,10 @@ fn engine_config(pool: Option<&RuntimeConfig>) -> Config {
             .max_memories_per_component(2)
             .total_tables(instances * 8)
             .total_stacks(instances)
-            .max_memory_size(usize::try_from(rt.max_memory).unwrap_or(usize::MAX));
+            .max_memory_size(usize::try_from(rt.max_memory).unwrap_or(usize::MAX))
+            .linear_memory_keep_resident(rt.keep_resident)
+            .table_keep_resident(rt.keep_resident)
+            .async_stack_keep_resident(rt.keep_resident);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config
