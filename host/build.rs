@@ -64,7 +64,9 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    cmd.env("RUSTFLAGS", "-D warnings");
+    // +simd128: tract and other numeric code use wasm SIMD (wasmtime runs it
+    // natively); measured by the content_filter bench.
+    cmd.env("RUSTFLAGS", "-D warnings -C target-feature=+simd128");
     let status = cmd.status().expect("cannot run cargo to build the guests");
     assert!(status.success(), "building the guests failed: {status}");
 

@@ -53,6 +53,17 @@ impl GuestLog {
         text
     }
 
+    /// Forget what was captured: a reused instance starts each event with an
+    /// empty log.
+    pub fn clear(&self) {
+        let mut buf = match self.inner.lock() {
+            Ok(buf) => buf,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        buf.kept.clear();
+        buf.dropped = 0;
+    }
+
     fn append(&self, bytes: &[u8]) {
         let mut buf = match self.inner.lock() {
             Ok(buf) => buf,

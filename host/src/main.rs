@@ -74,6 +74,13 @@ struct EngineArgs {
     /// Instances that may run at once across all steps (pool size).
     #[arg(long, default_value_t = 128)]
     max_instances: u32,
+    /// Compile cache directory [default: $XDG_CACHE_HOME/stephost, else
+    /// $HOME/.cache/stephost, else /tmp/stephost-cache].
+    #[arg(long, env = "STEPHOST_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile every component from scratch; no compile cache.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(clap::Args)]
@@ -112,8 +119,18 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
         pooling: !args.no_pooling,
         max_memory,
         max_instances: args.max_instances,
+        cache_dir: (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
         ..RuntimeConfig::default()
     })
+}
+
+/// Where compiled components are cached when `--cache-dir` is not given.
+fn default_cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|home| home.join(".cache")))
+        .map(|base| base.join("stephost"))
+        .unwrap_or_else(|| PathBuf::from("/tmp/stephost-cache"))
 }
 
 fn resolver(args: &ResolveArgs) -> Result<Resolver> {

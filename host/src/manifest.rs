@@ -304,6 +304,10 @@ pub struct WasmStepSpec {
     /// Memory and time limits.
     #[serde(default)]
     pub limits: Option<LimitsSpec>,
+    /// Reuse instances across events (the guest keeps state, e.g. a loaded
+    /// model) instead of a fresh instance per event. Default: fresh.
+    #[serde(default)]
+    pub reuse_instances: bool,
 }
 
 /// A config value: YAML scalars are accepted and passed to the guest as text,

@@ -240,6 +240,11 @@ impl Registry {
                     },
                 });
             }
+            let compiled = if doc.spec.reuse_instances {
+                compiled.with_warm_instances()
+            } else {
+                compiled
+            };
             let step = WasmStep {
                 name: doc.name().to_string(),
                 component: compiled,

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
@@ -71,6 +71,10 @@ pub struct RuntimeConfig {
     /// when a slot is freed (reset by memset instead of madvise), so the next
     /// instance does not page-fault them in again.
     pub keep_resident: usize,
+    /// Directory of wasmtime's compile cache (keyed by the component's hash
+    /// and the engine's settings), so a restart or a second host skips
+    /// Cranelift. `None` = compile every time.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -84,6 +88,7 @@ impl Default for RuntimeConfig {
             // once, so waiting for a slot only happens under real overload.
             max_instances: 128,
             keep_resident: DEFAULT_KEEP_RESIDENT,
+            cache_dir: None,
         }
     }
 }
@@ -203,11 +208,11 @@ impl Runtime {
     /// Build the engine (pooling allocator if asked and possible) and linker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let engine = match config.pooling {
-            true => Engine::new(&engine_config(Some(&config))).or_else(|e| {
+            true => Engine::new(&engine_config(&config, true)).or_else(|e| {
                 tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
-                Engine::new(&engine_config(None))
+                Engine::new(&engine_config(&config, false))
             }),
-            false => Engine::new(&engine_config(None)),
+            false => Engine::new(&engine_config(&config, false)),
         }
         .map_err(RuntimeError::Engine)?;
         let mut linker = Linker::new(&engine);
@@ -272,18 +277,31 @@ impl Runtime {
             limits,
             config: Arc::new(config),
             slots: self.slots.clone(),
+            warm: None,
         })
     }
 }
 
 /// Wasmtime configuration: component model, async, epoch interruption, and
 /// (with `pool`) the pooling allocator sized from the runtime config.
-fn engine_config(pool: Option<&RuntimeConfig>) -> Config {
+fn engine_config(rt: &RuntimeConfig, pooling: bool) -> Config {
     let mut config = Config::new();
+    if let Some(dir) = &rt.cache_dir {
+        let mut cache = wasmtime::CacheConfig::new();
+        cache.with_directory(dir);
+        match wasmtime::Cache::new(cache) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %dir.display(), "compile cache disabled");
+            }
+        }
+    }
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.parallel_compilation(true);
-    if let Some(rt) = pool {
+    if pooling {
         let instances = rt.max_instances;
         let mut pooling = PoolingAllocationConfig::default();
         pooling
@@ -318,6 +336,25 @@ pub struct StepComponent {
     config: Arc<Vec<(String, String)>>,
     /// The runtime's instance slots (see [`Runtime`]).
     slots: Arc<Semaphore>,
+    /// Idle instances kept for reuse, when the step asked for warm state.
+    warm: Option<Arc<std::sync::Mutex<Vec<WarmInstance>>>>,
+}
+
+/// Idle warm instances kept per step. Each holds a pool slot and its memory;
+/// 4 covers the events 2 cores run at once with room for a burst, and bounds
+/// what an idle step holds.
+pub const MAX_IDLE_WARM: usize = 4;
+
+/// An instance kept between events for a step that declared warm state.
+struct WarmInstance {
+    /// The instance's exports.
+    instance: Step,
+    /// Its store (memory, WASI context, limiter).
+    store: Store<StepState>,
+    /// Its captured stdout/stderr, cleared per event.
+    log: GuestLog,
+    /// The pool slot it occupies while alive.
+    _slot: OwnedSemaphorePermit,
 }
 
 impl StepComponent {
@@ -326,12 +363,28 @@ impl StepComponent {
         self.limits
     }
 
+    /// Reuse instances across events instead of a fresh one per event: the
+    /// guest keeps its state (e.g. a loaded model) between events. A trapped
+    /// instance is still never reused, and limits still apply per event.
+    pub fn with_warm_instances(mut self) -> Self {
+        self.warm = Some(Arc::default());
+        self
+    }
+
+    /// Whether instances are reused across events.
+    pub fn reuses_instances(&self) -> bool {
+        self.warm.is_some()
+    }
+
     /// Run one event through a fresh instance, under the step's limits.
     ///
     /// Returns the guest's output (`None` = dropped by design) or why it
     /// failed. The instance is dropped afterwards either way, so a trapped
     /// instance is never reused.
     pub async fn handle(&self, event: WitEvent) -> Result<Option<WitEvent>, StepFailure> {
+        if let Some(pool) = &self.warm {
+            return self.handle_warm(pool, event).await;
+        }
         let _slot = self
             .slots
             .acquire()
@@ -372,18 +425,71 @@ impl StepComponent {
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
-        let deadline = Instant::now() + self.limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            if Instant::now() >= deadline {
-                Ok(UpdateDeadline::Interrupt)
-            } else {
-                // Yield to the executor every tick: other events keep flowing
-                // while a CPU-heavy guest runs.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
+        arm_deadline(&mut store, self.limits.timeout);
         store
+    }
+
+    /// One event on a reused instance (taken from the idle list or new).
+    async fn handle_warm(
+        &self,
+        pool: &std::sync::Mutex<Vec<WarmInstance>>,
+        event: WitEvent,
+    ) -> Result<Option<WitEvent>, StepFailure> {
+        let idle = match pool.lock() {
+            Ok(mut list) => list.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        };
+        let mut warm = match idle {
+            Some(warm) => warm,
+            None => self.new_warm().await?,
+        };
+        warm.log.clear();
+        arm_deadline(&mut warm.store, self.limits.timeout);
+        let outcome = warm
+            .instance
+            .stephost_step_handler()
+            .call_handle(&mut warm.store, &event)
+            .await;
+        let result = match outcome {
+            Ok(Ok(output)) => Ok(output),
+            Ok(Err(WitStepError::Retryable(msg))) => Err(StepFailure::Retryable(msg)),
+            Ok(Err(WitStepError::Fatal(msg))) => Err(StepFailure::Fatal(msg)),
+            Err(error) => {
+                // A trap poisons the instance: log and drop it.
+                let failure = self.classify(&warm.store, error);
+                tracing::warn!(%failure, guest_stderr = %warm.log.contents_lossy(), "wasm step failed");
+                return Err(failure);
+            }
+        };
+        if let Err(failure) = &result {
+            tracing::warn!(%failure, guest_stderr = %warm.log.contents_lossy(), "wasm step failed");
+        }
+        if let Ok(mut list) = pool.lock()
+            && list.len() < MAX_IDLE_WARM
+        {
+            list.push(warm);
+        }
+        result
+    }
+
+    async fn new_warm(&self) -> Result<WarmInstance, StepFailure> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StepFailure::Trap("the runtime is shutting down".into()))?;
+        let log = GuestLog::new(GUEST_LOG_CAPACITY);
+        let mut store = self.new_store(log.clone());
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => Ok(WarmInstance {
+                instance,
+                store,
+                log,
+                _slot: slot,
+            }),
+            Err(error) => Err(self.classify(&store, error)),
+        }
     }
 
     async fn instantiate_and_call(
@@ -416,7 +522,22 @@ impl StepComponent {
     }
 }
 
-/// Store data for one event.
+/// Interrupt the store's guest `timeout` from now; until then yield to the
+/// executor every epoch tick, so other events keep flowing while a CPU-heavy
+/// guest runs.
+fn arm_deadline(store: &mut Store<StepState>, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+}
+
+/// Store data for one event (or, for a warm step, one instance's lifetime).
 pub struct StepState {
     /// The (empty) WASI context: std's runtime needs WASI to start at all.
     wasi: WasiCtx,

@@ -3,6 +3,7 @@
 //! link step), one module per concern.
 
 mod chain;
+mod content_filter;
 mod delivery;
 mod events;
 mod faults;

@@ -1,43 +1,91 @@
-//! `content-filter` — PLACEHOLDER. The real guest (alt-profanity-check's model
-//! behind an evasion-proof normaliser) is issue #3; until it lands this guest
-//! implements the same event contract with a short word list, so the default
-//! Sequence runs end to end.
+//! `content-filter`: the first step of the bookstore pipeline. Scores a review
+//! with alt-profanity-check's model (run by tract inside this sandbox) on the
+//! text as written and on its normalised form (evasions undone), and labels or
+//! drops offensive reviews.
 //!
 //! Event contract (Knative bookstore sample): data `{"reviewText": "..."}` (or
-//! text/plain) → extension `badwordfilter: good|bad`, data adds
-//! `badWordResult`. Config `mode`: `label` (default) or `drop` (bad events are
-//! dropped and the chain stops).
+//! text/plain) → every input attribute and extension kept, extension
+//! `badwordfilter: good|bad`, data = the input fields plus `badWordResult`
+//! and `offensiveScore`. Config: `mode` = `label` (default, every event
+//! forwarded) or `drop` (bad events dropped: the chain stops); `threshold`
+//! (default 0.5, bad when score > threshold, as sklearn's `predict`);
+//! `normalize` (default `true`; `false` scores only the raw text, exactly
+//! alt-profanity-check's answer).
+//!
+//! The model is parsed and optimised on the first event of an instance and
+//! kept for the instance's life: declare `reuseInstances: true` in the
+//! WasmStep so the host keeps instances warm (the default manifest does).
 
+use std::sync::OnceLock;
+
+use content_filter_core::Model;
 use serde_json::{Map, Value};
 use stephost_guest::{Event, Step, StepError, config_or, export_step};
 
-/// A few unambiguous words; the real model replaces this list.
-const BAD_WORDS: &[&str] = &["fuck", "shit", "bitch", "asshole", "bastard", "cunt"];
-
 struct ContentFilter;
+
+/// The loaded model, once per instance.
+fn model() -> Result<&'static Model, StepError> {
+    static MODEL: OnceLock<Result<Model, String>> = OnceLock::new();
+    MODEL
+        .get_or_init(|| Model::load().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|e| StepError::retryable(e.clone()))
+}
 
 impl Step for ContentFilter {
     fn handle(mut event: Event) -> Result<Option<Event>, StepError> {
+        let threshold: f32 = config_or("threshold", "0.5")
+            .parse()
+            .map_err(|_| StepError::fatal("config threshold must be a number between 0 and 1"))?;
+        let drop_bad = match config_or("mode", "label").as_str() {
+            "label" => false,
+            "drop" => true,
+            other => {
+                return Err(StepError::fatal(format!(
+                    "config mode must be \"label\" or \"drop\", got {other:?}"
+                )));
+            }
+        };
         let (mut fields, text) = review(&event)?;
-        let lower = text.to_lowercase();
-        let bad = lower
-            .split(|c: char| !c.is_alphanumeric())
-            .any(|word| BAD_WORDS.contains(&word));
-        let verdict = if bad { "bad" } else { "good" };
-        if bad && config_or("mode", "label") == "drop" {
+        let normalize = match config_or("normalize", "true").as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(StepError::fatal(format!(
+                    "config normalize must be true or false, got {other:?}"
+                )));
+            }
+        };
+        let model = model()?;
+        let score = if normalize {
+            model.score(&text).map(|s| s.value())
+        } else {
+            model.probability(&text)
+        }
+        .map_err(|e| StepError::retryable(e.to_string()))?;
+        let bad = score > threshold;
+        if bad && drop_bad {
             return Ok(None);
         }
+        let verdict = if bad { "bad" } else { "good" };
         event.set_extension("badwordfilter", verdict);
         fields.insert("reviewText".into(), Value::String(text));
         fields.insert("badWordResult".into(), Value::String(verdict.into()));
+        fields.insert("offensiveScore".into(), serde_json::json!(score));
         event.set_data_json(&Value::Object(fields))?;
         Ok(Some(event))
     }
 }
 
-/// The review text and the other JSON fields of the input.
+/// The review text and the input's other JSON fields.
 fn review(event: &Event) -> Result<(Map<String, Value>, String), StepError> {
-    if !event.data_is_json() {
+    let is_text = event.datacontenttype.as_deref().is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("text/plain")
+    });
+    if is_text {
         return Ok((Map::new(), event.data_text()?.to_string()));
     }
     let mut fields: Map<String, Value> = event.data_json()?;

@@ -1,0 +1,72 @@
+//! The content filter's per-event cost: the scoring code native and
+//! in-process (the physical limit) vs the `content-filter` step through the
+//! host (CloudEvent → WIT → guest: normaliser + tract → WIT), on warm
+//! instances (`reuseInstances: true`, the default manifest's choice) and on a
+//! fresh instance per event (which reloads the model every time).
+//! Run: `cargo bench -p stephost --bench content_filter`.
+
+// criterion's macros generate undocumented public functions.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use cloudevents::{EventBuilder, EventBuilderV10};
+use criterion::{Criterion, criterion_group, criterion_main};
+use stephost::builtin::{CONTENT_FILTER, EMBEDDED};
+use stephost::event;
+use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
+
+/// A typical review: 30 tokens, one evasion.
+const REVIEW: &str = "I bought this for my daughter and honestly the plot was sh1t, \
+    the characters were flat and the ending made no sense at all, what a waste of money";
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let native = content_filter_core::Model::load().expect("model");
+    let input = event::to_wit(
+        &EventBuilderV10::new()
+            .id("b")
+            .source("/bench")
+            .ty("new-review-comment")
+            .data(
+                "application/json",
+                serde_json::json!({ "reviewText": REVIEW }),
+            )
+            .build()
+            .expect("event"),
+    );
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let bytes = EMBEDDED
+        .iter()
+        .find(|(n, _)| *n == "content-filter")
+        .map(|(_, b)| *b)
+        .expect("embedded content-filter");
+    let limits = StepLimits {
+        timeout: Duration::from_secs(30),
+        ..StepLimits::default()
+    };
+    let fresh = runtime
+        .compile(CONTENT_FILTER, bytes, limits, vec![])
+        .expect("compile");
+    let warm = fresh.clone().with_warm_instances();
+
+    let mut group = c.benchmark_group("content_filter");
+    group.bench_function("native", |b| {
+        b.iter(|| black_box(native.score(black_box(REVIEW)).expect("score")))
+    });
+    group.bench_function("host-warm-instance", |b| {
+        b.iter(|| black_box(rt.block_on(warm.handle(input.clone())).expect("ran")))
+    });
+    group.sample_size(10);
+    group.bench_function("host-fresh-instance", |b| {
+        b.iter(|| black_box(rt.block_on(fresh.handle(input.clone())).expect("ran")))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
