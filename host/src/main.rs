@@ -119,14 +119,19 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
         pooling: !args.no_pooling,
         max_memory,
         max_instances: args.max_instances,
-        cache_dir: (!args.no_cache).then(|| args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
+        cache_dir: (!args.no_cache)
+            .then(|| args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
         ..RuntimeConfig::default()
     })
 }
 
 /// Where compiled components are cached when `--cache-dir` is not given.
 fn default_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("XDG_CACHE_HOME")
         .or_else(|| var("HOME").map(|home| home.join(".cache")))
         .map(|base| base.join("stephost"))
