@@ -147,6 +147,10 @@ pub struct SequenceSpec {
 }
 
 /// One step: a Destination plus its delivery options.
+///
+/// The Destination fields are repeated here rather than `#[serde(flatten)]`ed
+/// because serde cannot combine `flatten` with `deny_unknown_fields`, and
+/// rejecting unknown fields is worth the four repeated lines.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct SequenceStep {

@@ -449,13 +449,8 @@ impl Dispatcher {
         inbound: &Inbound,
         prefer_reply: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes), HopError> {
-        let (ce_headers, body) = event::to_http(event).map_err(|e| HopError {
-            status: 500,
-            message: e.to_string(),
-            retryable: false,
-            body: Bytes::new(),
-            retry_after: None,
-        })?;
+        let (ce_headers, body) =
+            event::to_http(event).map_err(|e| HopError::local(500, e.to_string(), false))?;
         let mut request = Request::post(url.as_str())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| transport(url, e))?;
@@ -571,37 +566,39 @@ fn status_error(url: &Url, status: StatusCode, headers: &HeaderMap, body: Bytes)
     }
 }
 
-fn transport(url: &Url, error: impl std::fmt::Display) -> HopError {
-    let message = format!("{url}: {error}");
-    HopError {
-        status: 500,
-        body: Bytes::from(message.clone().into_bytes()),
-        message,
-        retryable: true,
-        retry_after: None,
+impl HopError {
+    /// A failure without a remote response: its message is also the body
+    /// reported in `knativeerrordata`.
+    fn local(status: u16, message: String, retryable: bool) -> Self {
+        HopError {
+            status,
+            body: Bytes::from(message.clone().into_bytes()),
+            message,
+            retryable,
+            retry_after: None,
+        }
     }
+}
+
+/// A transport failure (connect, reset, unreadable body): 500, retried.
+fn transport(url: &Url, error: impl std::fmt::Display) -> HopError {
+    HopError::local(500, format!("{url}: {error}"), true)
 }
 
 fn timed_out(limit: Duration) -> HopError {
-    let message = format!("attempt timed out after {limit:?} (delivery timeout)");
-    HopError {
-        status: 500,
-        body: Bytes::from(message.clone().into_bytes()),
-        message,
-        retryable: true,
-        retry_after: None,
-    }
+    HopError::local(
+        500,
+        format!("attempt timed out after {limit:?} (delivery timeout)"),
+        true,
+    )
 }
 
 fn failure_to_hop(failure: StepFailure) -> HopError {
-    let message = failure.to_string();
-    HopError {
-        status: failure.http_status(),
-        retryable: failure.is_retryable(),
-        body: Bytes::from(message.clone().into_bytes()),
-        message,
-        retry_after: None,
-    }
+    HopError::local(
+        failure.http_status(),
+        failure.to_string(),
+        failure.is_retryable(),
+    )
 }
 
 #[cfg(test)]

@@ -135,19 +135,7 @@ async fn ingress_default(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let registry = live(&state)?;
-    let Some(seq) = registry.default_sequence().cloned() else {
-        let names: Vec<&String> = registry.sequences.keys().collect();
-        return Err(api_error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "POST / needs exactly one Sequence, this host has {}: POST /sequences/{{name}} \
-                 with one of {names:?}",
-                names.len()
-            ),
-        ));
-    };
-    Ok(run_sequence(&state, &seq, headers, body).await)
+    ingress(&state, None, headers, body).await
 }
 
 async fn ingress_named(
@@ -156,14 +144,34 @@ async fn ingress_named(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let registry = live(&state)?;
-    let Some(seq) = registry.sequences.get(&name).cloned() else {
-        return Err(api_error(
-            StatusCode::NOT_FOUND,
-            format!("no Sequence named {name:?}"),
-        ));
+    ingress(&state, Some(name), headers, body).await
+}
+
+/// Find the Sequence (`None` = the only one) and run the event through it.
+async fn ingress(
+    state: &AppState,
+    name: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let registry = live(state)?;
+    let seq = match &name {
+        Some(name) => registry.sequences.get(name).cloned().ok_or_else(|| {
+            api_error(StatusCode::NOT_FOUND, format!("no Sequence named {name:?}"))
+        })?,
+        None => registry.default_sequence().cloned().ok_or_else(|| {
+            let names: Vec<&String> = registry.sequences.keys().collect();
+            api_error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "POST / needs exactly one Sequence, this host has {}: POST \
+                     /sequences/{{name}} with one of {names:?}",
+                    names.len()
+                ),
+            )
+        })?,
     };
-    Ok(run_sequence(&state, &seq, headers, body).await)
+    Ok(run_sequence(state, &seq, headers, body).await)
 }
 
 async fn step_endpoint(

@@ -1,0 +1,52 @@
+//! Process lifecycle per the Knative Serving runtime contract: on SIGTERM the
+//! host stops accepting connections, finishes every accepted event, and exits 0.
+
+use std::time::Duration;
+
+use crate::support::{Host, Sink, ce_headers, echo_appending, get, post, sequence};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_events_refuses_new_ones_and_exits_zero() {
+    let slow = Sink::slow(echo_appending("-slow"), Duration::from_millis(800)).await;
+    let reply = Sink::accepting().await;
+    let mut host = Host::start(&sequence("s", &[&slow.url], Some(&reply.url)), &[]).await;
+    let in_flight: Vec<_> = (0..4)
+        .map(|i| {
+            let url = host.url.clone();
+            tokio::spawn(async move {
+                post(&url, &ce_headers(&format!("drain-{i}"), "text/plain"), "x").await
+            })
+        })
+        .collect();
+    // All four are now waiting on the slow step.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(slow.received().len(), 4);
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        get(&format!("{}/healthz", host.url)).await.is_err(),
+        "new connections must be refused while draining"
+    );
+    for task in in_flight {
+        let out = task.await.expect("join");
+        assert_eq!(
+            out.status,
+            202,
+            "an accepted event must complete: {}",
+            out.text()
+        );
+    }
+    assert_eq!(
+        reply.received().len(),
+        4,
+        "every accepted event reaches the reply"
+    );
+    let code = tokio::task::spawn_blocking(move || host.wait_exit(Duration::from_secs(10)))
+        .await
+        .expect("join");
+    assert_eq!(code, Some(Some(0)), "exit 0 after draining");
+}
