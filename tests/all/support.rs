@@ -93,7 +93,8 @@ impl Host {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(120);
+        // Generous: a cold compile cache on a loaded 2-core machine.
+        let deadline = Instant::now() + Duration::from_secs(300);
         loop {
             if let Ok(r) = get(&format!("{}/readyz", self.url)).await
                 && r.status == 200
@@ -102,7 +103,7 @@ impl Host {
             }
             assert!(
                 Instant::now() < deadline,
-                "stephost not ready after 120 s:\n{}",
+                "stephost not ready after 300 s:\n{}",
                 self.logs()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
