@@ -13,6 +13,7 @@ pub mod builtin;
 pub mod event;
 mod guest_log;
 pub mod manifest;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod sequence;

@@ -11,6 +11,7 @@
 //! `Kn-Namespace`, the pass-through headers and W3C `traceparent`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -25,7 +26,10 @@ use hyper_util::rt::TokioExecutor;
 use thiserror::Error;
 use url::Url;
 
+use prometheus_client::metrics::counter::Counter;
+
 use crate::event;
+use crate::metrics::{Metrics, labels};
 use crate::registry::{Delivery, Sequence, StepTarget};
 use crate::runtime::StepFailure;
 
@@ -238,24 +242,33 @@ impl ChainError {
 pub struct Dispatcher {
     /// Keep-alive connection pool for remote steps, replies and sinks.
     client: Client<HttpConnector, Full<Bytes>>,
+    /// Step counts, latencies and retries are recorded here.
+    metrics: Arc<Metrics>,
 }
 
 impl Default for Dispatcher {
     fn default() -> Self {
-        Self::new()
+        Self::new(Arc::default())
     }
 }
 
 impl Dispatcher {
-    /// A dispatcher with a fresh connection pool.
-    pub fn new() -> Self {
+    /// A dispatcher with a fresh connection pool, recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Self { client }
+        Self { client, metrics }
+    }
+
+    /// The retry counter of one target.
+    fn retries(&self, target: &str) -> Counter {
+        self.metrics
+            .retries
+            .get_or_create_owned(&labels(&[("target", target)]))
     }
 
     /// Run `event` through every step of `seq`, then deliver to its reply.
@@ -276,7 +289,8 @@ impl Dispatcher {
             hop_input = event.clone();
             let attempt =
                 || self.call_step(&step.target, hop_input.clone(), &seq.namespace, inbound);
-            let result = retrying(&step.delivery, attempt).await;
+            let retries = self.retries(&step.target.label());
+            let result = retrying(&step.delivery, &retries, attempt).await;
             match result {
                 Ok(Some(next)) => event = next,
                 Ok(None) => {
@@ -306,7 +320,7 @@ impl Dispatcher {
             return Ok(Delivered::Returned(Box::new(event)));
         };
         let attempt = || self.deliver(url, event.clone(), &seq.namespace, inbound);
-        match retrying(&last_delivery, attempt).await {
+        match retrying(&last_delivery, &self.retries(url.as_str()), attempt).await {
             Ok(()) => Ok(Delivered::Replied(url.clone())),
             Err(error) => {
                 let failure = ChainError::Reply {
@@ -352,8 +366,12 @@ impl Dispatcher {
             ExtensionValue::String(error_data(&hop.body)),
         );
         let attempt = || self.deliver(sink, original.clone(), &seq.namespace, inbound);
-        match retrying(delivery, attempt).await {
+        match retrying(delivery, &self.retries(sink.as_str()), attempt).await {
             Ok(()) => {
+                self.metrics
+                    .dead_lettered
+                    .get_or_create(&labels(&[("sequence", &seq.name)]))
+                    .inc();
                 tracing::warn!(sequence = %seq.name, error = %failure, sink = %sink, "dead-lettered");
                 Ok(Delivered::DeadLettered {
                     sink: sink.clone(),
@@ -371,6 +389,32 @@ impl Dispatcher {
     /// Call one step once: `Some(event)` to forward, `None` when it dropped
     /// the event.
     pub async fn call_step(
+        &self,
+        target: &StepTarget,
+        event: Event,
+        namespace: &str,
+        inbound: &Inbound,
+    ) -> Result<Option<Event>, HopError> {
+        let started = std::time::Instant::now();
+        let result = self.call_step_once(target, event, namespace, inbound).await;
+        let step = target.label();
+        let outcome = match &result {
+            Ok(Some(_)) => "forwarded",
+            Ok(None) => "dropped",
+            Err(_) => "failed",
+        };
+        self.metrics
+            .step_seconds
+            .get_or_create(&labels(&[("step", &step)]))
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .steps
+            .get_or_create(&labels(&[("step", &step), ("outcome", outcome)]))
+            .inc();
+        result
+    }
+
+    async fn call_step_once(
         &self,
         target: &StepTarget,
         event: Event,
@@ -488,7 +532,11 @@ impl Dispatcher {
 /// Run `attempt` up to `retry + 1` times per `delivery`: each attempt bounded
 /// by `timeout`, retryable failures retried after the backoff (or an honoured
 /// `Retry-After`), others returned at once.
-async fn retrying<T, F, Fut>(delivery: &Delivery, mut attempt: F) -> Result<T, HopError>
+async fn retrying<T, F, Fut>(
+    delivery: &Delivery,
+    retries: &Counter,
+    mut attempt: F,
+) -> Result<T, HopError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, HopError>>,
@@ -509,6 +557,7 @@ where
             return Err(error);
         }
         k += 1;
+        retries.inc();
         let mut wait = delivery.backoff(k);
         if let (Some(cap), Some(after)) = (delivery.retry_after_max, error.retry_after) {
             wait = wait.max(after.min(cap));

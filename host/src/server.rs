@@ -22,6 +22,7 @@ use cloudevents::{AttributesReader, Event};
 use http_body_util::{BodyExt, Limited};
 
 use crate::event;
+use crate::metrics::{Metrics, labels};
 use crate::registry::{Registry, Sequence, StepTarget};
 use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, Inbound};
 
@@ -38,15 +39,19 @@ pub struct AppState {
     pub dispatcher: Dispatcher,
     /// Largest request body accepted (413 beyond).
     pub max_event_bytes: usize,
+    /// What `/metrics` exports.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     /// State with no configuration loaded yet (not ready).
     pub fn new(max_event_bytes: usize) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Self {
             live: ArcSwapOption::empty(),
-            dispatcher: Dispatcher::new(),
+            dispatcher: Dispatcher::new(metrics.clone()),
             max_event_bytes,
+            metrics,
         }
     }
 }
@@ -59,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/steps/{name}", post(step_endpoint).options(options))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint".into()) })
         .with_state(state)
 }
@@ -100,6 +106,17 @@ async fn options() -> Response {
             ),
             (header::HeaderName::from_static("webhook-allowed-rate"), "*"),
         ],
+    )
+        .into_response()
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
     )
         .into_response()
 }
@@ -209,30 +226,58 @@ async fn run_sequence(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let count = |outcome: &str| {
+        state
+            .metrics
+            .events
+            .get_or_create(&labels(&[("sequence", &seq.name), ("outcome", outcome)]))
+            .inc();
+    };
     let event = match read_event(state, &headers, body).await {
         Ok(event) => event,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            count("rejected");
+            return e.into_response();
+        }
     };
+    state.metrics.in_flight.inc();
+    let _in_flight = InFlight(&state.metrics);
     let id = event.id().to_string();
     let inbound = Inbound::from_request(&headers);
     match state.dispatcher.run(seq, event, &inbound).await {
         Ok(Delivered::Replied(url)) => {
+            count("replied");
             tracing::debug!(sequence = %seq.name, event_id = %id, reply = %url, "delivered");
             StatusCode::ACCEPTED.into_response()
         }
         Ok(Delivered::Dropped { step, label }) => {
+            count("dropped");
             tracing::debug!(sequence = %seq.name, event_id = %id, step, %label, "dropped by step");
             StatusCode::ACCEPTED.into_response()
         }
-        Ok(Delivered::Returned(output)) => event_response(StatusCode::OK, *output),
+        Ok(Delivered::Returned(output)) => {
+            count("returned");
+            event_response(StatusCode::OK, *output)
+        }
         Ok(Delivered::DeadLettered { sink, cause }) => {
+            count("dead_lettered");
             tracing::warn!(sequence = %seq.name, event_id = %id, sink = %sink, error = %cause, "event dead-lettered");
             StatusCode::ACCEPTED.into_response()
         }
         Err(chain) => {
+            count("failed");
             tracing::warn!(sequence = %seq.name, event_id = %id, error = %chain, "sequence failed");
             chain_response(seq, &chain)
         }
+    }
+}
+
+/// Decrements the in-flight gauge when a run ends, however it ends.
+struct InFlight<'a>(&'a Metrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
     }
 }
 

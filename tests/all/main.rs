@@ -10,6 +10,7 @@ mod faults;
 mod guests;
 mod lifecycle;
 mod manifests;
+mod observability;
 mod support;
 
 /// Fails to compile when a guest in `guests/` has no test named after it in

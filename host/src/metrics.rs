@@ -1,0 +1,118 @@
+//! Prometheus metrics (OpenMetrics text at `GET /metrics`): events by
+//! sequence and outcome, per-step counts and latency, retries, dead-lettered
+//! events, events in flight.
+//!
+//! Label values come from the configuration (sequence and step names, remote
+//! URLs), never from event content, so their cardinality is bounded.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label pairs of one series.
+pub type Labels = Vec<(String, String)>;
+
+/// Labels from `(name, value)` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Step latency buckets: 10 µs (a trivial warm step) doubling to ≈ 5 s (the
+/// default step timeout), so every realistic step lands in a finite bucket.
+fn step_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_01, 2.0, 20))
+}
+
+/// Every metric the host exports; cheap to clone (shared counters).
+pub struct Metrics {
+    /// The registry `encode` renders.
+    registry: Registry,
+    /// `stephost_events_total{sequence, outcome}`: outcome = replied, returned,
+    /// dropped, dead_lettered, failed, rejected (bad input).
+    pub events: Family<Labels, Counter>,
+    /// `stephost_step_events_total{step, outcome}`: outcome = forwarded, dropped, failed.
+    pub steps: Family<Labels, Counter>,
+    /// `stephost_step_duration_seconds{step}`: one attempt of one step.
+    pub step_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// `stephost_retries_total{target}`: attempts after the first.
+    pub retries: Family<Labels, Counter>,
+    /// `stephost_dead_lettered_total{sequence}`.
+    pub dead_lettered: Family<Labels, Counter>,
+    /// `stephost_events_in_flight`: Sequence runs in progress.
+    pub in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics registered, at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("stephost");
+        let events = Family::<Labels, Counter>::default();
+        let steps = Family::<Labels, Counter>::default();
+        let step_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            step_histogram as fn() -> Histogram,
+        );
+        let retries = Family::<Labels, Counter>::default();
+        let dead_lettered = Family::<Labels, Counter>::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "events",
+            "Events received, by sequence and outcome",
+            events.clone(),
+        );
+        registry.register(
+            "step_events",
+            "Step calls, by step and outcome",
+            steps.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Duration of one step attempt",
+            step_seconds.clone(),
+        );
+        registry.register(
+            "retries",
+            "Delivery attempts after the first, by target",
+            retries.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Events sent to a dead-letter sink, by sequence",
+            dead_lettered.clone(),
+        );
+        registry.register(
+            "events_in_flight",
+            "Sequence runs in progress",
+            in_flight.clone(),
+        );
+        Self {
+            registry,
+            events,
+            steps,
+            step_seconds,
+            retries,
+            dead_lettered,
+            in_flight,
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        text
+    }
+}

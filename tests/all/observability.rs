@@ -1,0 +1,97 @@
+//! `/metrics`: valid OpenMetrics text (parsed by the Prometheus Python
+//! client's parser) whose counters move as events flow.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use stephost::builtin::{APPENDER, DROPPER};
+
+use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
+
+/// Parse with the real parser; the samples as `name{labels} value` lines.
+fn parse(text: &str) -> String {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/python/parse_metrics.py"
+    );
+    let mut child = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("parser");
+    assert!(
+        out.status.success(),
+        "not valid OpenMetrics ({}):\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_and_count_events_steps_and_outcomes() {
+    let manifest = format!(
+        "{}{}{}{}",
+        sequence("solo", &["a"], None),
+        sequence("drops", &["a", "d"], None),
+        wasm_step("a", APPENDER, &[("suffix", "-m")], ""),
+        wasm_step("d", DROPPER, &[], "")
+    );
+    let host = Host::start(&manifest, &[]).await;
+    for i in 0..3 {
+        let out = post(
+            &format!("{}/sequences/solo", host.url),
+            &ce_headers(&format!("m{i}"), "text/plain"),
+            "x",
+        )
+        .await;
+        assert_eq!(out.status, 200);
+    }
+    let out = post(
+        &format!("{}/sequences/drops", host.url),
+        &ce_headers("md", "text/plain"),
+        "x",
+    )
+    .await;
+    assert_eq!(out.status, 202);
+    let bad = post(
+        &format!("{}/sequences/solo", host.url),
+        &[("content-type", "text/plain")],
+        "x",
+    )
+    .await;
+    assert_eq!(bad.status, 400);
+
+    let metrics = get(&format!("{}/metrics", host.url))
+        .await
+        .expect("GET /metrics");
+    assert_eq!(metrics.status, 200);
+    assert!(
+        metrics
+            .header("content-type")
+            .starts_with("application/openmetrics-text")
+    );
+    let samples = parse(&metrics.text());
+    for expected in [
+        r#"stephost_events_total{outcome="returned",sequence="solo"} 3"#,
+        r#"stephost_events_total{outcome="dropped",sequence="drops"} 1"#,
+        r#"stephost_events_total{outcome="rejected",sequence="solo"} 1"#,
+        r#"stephost_step_events_total{outcome="forwarded",step="a"} 4"#,
+        r#"stephost_step_events_total{outcome="dropped",step="d"} 1"#,
+        r#"stephost_step_duration_seconds_count{step="a"} 4"#,
+        r#"stephost_events_in_flight{} 0"#,
+    ] {
+        assert!(
+            samples.lines().any(|l| l == expected),
+            "missing {expected}:\n{samples}"
+        );
+    }
+}
