@@ -394,9 +394,7 @@ impl StepComponent {
         let mut store = self.new_store(log.clone());
         let outcome = self.instantiate_and_call(&mut store, &event).await;
         let result = match outcome {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(WitStepError::Retryable(msg))) => Err(StepFailure::Retryable(msg)),
-            Ok(Err(WitStepError::Fatal(msg))) => Err(StepFailure::Fatal(msg)),
+            Ok(returned) => from_guest(returned),
             Err(error) => Err(self.classify(&store, error)),
         };
         if let Err(failure) = &result {
@@ -451,9 +449,7 @@ impl StepComponent {
             .call_handle(&mut warm.store, &event)
             .await;
         let result = match outcome {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(WitStepError::Retryable(msg))) => Err(StepFailure::Retryable(msg)),
-            Ok(Err(WitStepError::Fatal(msg))) => Err(StepFailure::Fatal(msg)),
+            Ok(returned) => from_guest(returned),
             Err(error) => {
                 // A trap poisons the instance: log and drop it.
                 let failure = self.classify(&warm.store, error);
@@ -519,6 +515,17 @@ impl StepComponent {
                 StepFailure::Trap(error.to_string())
             }
         }
+    }
+}
+
+/// What the guest's `handle` returned, as the host sees it.
+fn from_guest(
+    returned: Result<Option<WitEvent>, WitStepError>,
+) -> Result<Option<WitEvent>, StepFailure> {
+    match returned {
+        Ok(output) => Ok(output),
+        Err(WitStepError::Retryable(msg)) => Err(StepFailure::Retryable(msg)),
+        Err(WitStepError::Fatal(msg)) => Err(StepFailure::Fatal(msg)),
     }
 }
 
