@@ -150,7 +150,47 @@ fn resolver(args: &ResolveArgs) -> Result<Resolver> {
         broker_ingress: args.broker_ingress.clone(),
         namespace: args.namespace.clone(),
         k_sink,
+        k_ce_overrides: ce_overrides()?,
     })
+}
+
+/// `K_CE_OVERRIDES` (SinkBinding): `{"extensions": {"name": "value", ...}}`;
+/// unset or empty = none.
+fn ce_overrides() -> Result<Vec<(String, String)>> {
+    let Ok(text) = std::env::var("K_CE_OVERRIDES") else {
+        return Ok(Vec::new());
+    };
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Overrides {
+        #[serde(default)]
+        extensions: std::collections::BTreeMap<String, serde_json::Value>,
+    }
+    let parsed: Overrides = serde_json::from_str(&text)
+        .with_context(|| format!("K_CE_OVERRIDES={text:?} is not {{\"extensions\": {{...}}}}"))?;
+    parsed
+        .extensions
+        .into_iter()
+        .map(|(name, value)| {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            {
+                bail!(
+                    "K_CE_OVERRIDES: extension name {name:?} is not lower-case letters and digits"
+                );
+            }
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            Ok((name, value))
+        })
+        .collect()
 }
 
 fn load_manifest(files: &[PathBuf]) -> Result<Manifest> {

@@ -28,6 +28,9 @@ pub struct Resolver {
     pub namespace: String,
     /// `K_SINK` (SinkBinding): the reply of a Sequence that has none.
     pub k_sink: Option<Url>,
+    /// `K_CE_OVERRIDES` extensions (SinkBinding `ceOverrides`), set on every
+    /// event sent to `K_SINK`.
+    pub k_ce_overrides: Vec<(String, String)>,
 }
 
 impl Default for Resolver {
@@ -37,6 +40,7 @@ impl Default for Resolver {
             broker_ingress: None,
             namespace: "default".into(),
             k_sink: None,
+            k_ce_overrides: Vec::new(),
         }
     }
 }
@@ -171,6 +175,9 @@ pub struct Sequence {
     /// Where the final event goes (`spec.reply`, else `K_SINK`); `None` = the
     /// final event is returned to the sender.
     pub reply: Option<Url>,
+    /// Extensions set on the final event before the reply gets it: the
+    /// `K_CE_OVERRIDES` when the reply is `K_SINK`, else none.
+    pub reply_overrides: Vec<(String, String)>,
 }
 
 /// The whole live configuration.
@@ -313,22 +320,26 @@ fn resolve_sequence(
             delivery: resolve_delivery(spec, &namespace, resolver, &at, &field, steps)?,
         });
     }
-    let reply = match &doc.spec.reply {
-        Some(dest) => Some(resolve(
-            dest,
-            &namespace,
-            resolver,
-            &at,
-            "spec.reply",
-            steps,
-        )?),
-        None => resolver.k_sink.clone(),
+    let (reply, reply_overrides) = match &doc.spec.reply {
+        Some(dest) => (
+            Some(resolve(
+                dest,
+                &namespace,
+                resolver,
+                &at,
+                "spec.reply",
+                steps,
+            )?),
+            Vec::new(),
+        ),
+        None => (resolver.k_sink.clone(), resolver.k_ce_overrides.clone()),
     };
     Ok(Sequence {
         name: doc.metadata.name.clone(),
         namespace,
         steps: resolved,
         reply,
+        reply_overrides,
     })
 }
 

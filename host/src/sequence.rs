@@ -319,6 +319,9 @@ impl Dispatcher {
         let Some(url) = &seq.reply else {
             return Ok(Delivered::Returned(Box::new(event)));
         };
+        for (name, value) in &seq.reply_overrides {
+            event.set_extension(name, ExtensionValue::String(value.clone()));
+        }
         let attempt = || self.deliver(url, event.clone(), &seq.namespace, inbound);
         match retrying(&last_delivery, &self.retries(url.as_str()), attempt).await {
             Ok(()) => Ok(Delivered::Replied(url.clone())),

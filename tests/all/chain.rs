@@ -205,3 +205,47 @@ async fn python_cloudevents_sdk_binary_and_structured_events_are_accepted() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn k_ce_overrides_are_applied_to_events_sent_to_k_sink() {
+    let sink = Sink::accepting().await;
+    let manifest = format!(
+        "{}{}",
+        sequence("solo", &["one"], None),
+        wasm_step("one", APPENDER, &[("suffix", "-o")], "")
+    );
+    let host = Host::start_with_env(
+        &manifest,
+        &[],
+        &[
+            ("K_SINK", &sink.url),
+            (
+                "K_CE_OVERRIDES",
+                r#"{"extensions":{"team":"books","priority":2}}"#,
+            ),
+        ],
+    )
+    .await;
+    let out = post(&host.url, &ce_headers("o-1", "text/plain"), "x").await;
+    assert_eq!(out.status, 202, "{}", out.text());
+    let got = sink.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("ce-team"), "books");
+    assert_eq!(got[0].header("ce-priority"), "2");
+    assert_eq!(&got[0].body[..], b"x-o");
+}
+
+#[test]
+fn a_malformed_k_ce_overrides_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, sequence("s", &["http://127.0.0.1:9/"], None)).expect("write");
+    let out = std::process::Command::new(crate::support::STEPHOST)
+        .args(["serve", "--port", "0", "--manifest"])
+        .arg(&path)
+        .env("K_CE_OVERRIDES", "{not json")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("K_CE_OVERRIDES"));
+}
