@@ -209,6 +209,20 @@ impl Registry {
         for doc in &manifest.wasm_steps {
             let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
             let limits = doc.limits();
+            // Before compiling: refusing a step must not cost a Cranelift run.
+            if limits.memory > runtime.config().max_memory {
+                return Err(RegistryError::Component {
+                    at: at.clone(),
+                    source: RuntimeError::Compile {
+                        origin: "spec.limits.memory".into(),
+                        message: format!(
+                            "{} bytes is above the host's --max-step-memory of {} bytes",
+                            limits.memory,
+                            runtime.config().max_memory
+                        ),
+                    },
+                });
+            }
             let compiled = match doc.source() {
                 ComponentSource::File(path) => {
                     runtime.compile_file(&path, limits, doc.config_pairs())
@@ -234,19 +248,6 @@ impl Registry {
                 at: at.clone(),
                 source,
             })?;
-            if limits.memory > runtime.config().max_memory {
-                return Err(RegistryError::Component {
-                    at,
-                    source: RuntimeError::Compile {
-                        origin: "spec.limits.memory".into(),
-                        message: format!(
-                            "{} bytes is above the host's --max-step-memory of {} bytes",
-                            limits.memory,
-                            runtime.config().max_memory
-                        ),
-                    },
-                });
-            }
             let compiled = if doc.spec.reuse_instances {
                 compiled.with_warm_instances()
             } else {

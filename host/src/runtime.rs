@@ -358,22 +358,12 @@ struct WarmInstance {
 }
 
 impl StepComponent {
-    /// The limits each event runs under.
-    pub fn limits(&self) -> StepLimits {
-        self.limits
-    }
-
     /// Reuse instances across events instead of a fresh one per event: the
     /// guest keeps its state (e.g. a loaded model) between events. A trapped
     /// instance is still never reused, and limits still apply per event.
     pub fn with_warm_instances(mut self) -> Self {
         self.warm = Some(Arc::default());
         self
-    }
-
-    /// Whether instances are reused across events.
-    pub fn reuses_instances(&self) -> bool {
-        self.warm.is_some()
     }
 
     /// Run one event through a fresh instance, under the step's limits.

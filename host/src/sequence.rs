@@ -284,15 +284,14 @@ impl Dispatcher {
         inbound: &Inbound,
     ) -> Result<Delivered, ChainError> {
         let mut last_delivery = Delivery::default();
-        let mut hop_input = event.clone();
+        // The last step's input, kept for the dead-letter sink of the reply hop.
+        let mut last_input: Option<Event> = None;
         for (index, step) in seq.steps.iter().enumerate() {
-            hop_input = event.clone();
-            let attempt =
-                || self.call_step(&step.target, hop_input.clone(), &seq.namespace, inbound);
+            let attempt = || self.call_step(&step.target, event.clone(), &seq.namespace, inbound);
             let retries = self.retries(&step.target.label());
             let result = retrying(&step.delivery, &retries, attempt).await;
             match result {
-                Ok(Some(next)) => event = next,
+                Ok(Some(next)) => last_input = Some(std::mem::replace(&mut event, next)),
                 Ok(None) => {
                     return Ok(Delivered::Dropped {
                         step: index,
@@ -310,7 +309,7 @@ impl Dispatcher {
                         error,
                     };
                     return self
-                        .dead_letter(&step.delivery, hop_input, &dest, failure, seq, inbound)
+                        .dead_letter(&step.delivery, event, &dest, failure, seq, inbound)
                         .await;
                 }
             }
@@ -331,10 +330,12 @@ impl Dispatcher {
                     error,
                 };
                 // As in Knative, the dead-letter sink gets the original input
-                // of the hop whose reply failed: the last step's input.
+                // of the hop whose reply failed: the last step's input (a
+                // Sequence has at least one step, so it exists).
+                let original = last_input.unwrap_or(event);
                 self.dead_letter(
                     &last_delivery,
-                    hop_input,
+                    original,
                     url.as_str(),
                     failure,
                     seq,
