@@ -116,5 +116,14 @@ fn main() {
          must have a test.\n#[macro_export]\nmacro_rules! foreach_guest {{ ($m:ident) => {{ {names} }}; }}"
     )
     .unwrap();
+    let model = root.join("guests/sentiment/model/model.onnx");
+    assert!(model.is_file(), "{} is missing", model.display());
+    writeln!(
+        code,
+        "/// Built-in models by name (`builtin:<name>` in a WasmStep's `spec.models`).\n\
+         pub const EMBEDDED_MODELS: &[(&str, &[u8])] = &[\n    (\"sentiment\", include_bytes!({:?})),\n];",
+        model.display().to_string()
+    )
+    .unwrap();
     std::fs::write(out_dir.join("guests.rs"), code).expect("cannot write guests.rs");
 }

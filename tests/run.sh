@@ -10,4 +10,4 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 # hosts that load them start in milliseconds instead of all running Cranelift
 # on the 20 MB content filter at the same time.
 cargo run --release --quiet -- validate manifests/default-sequence.yaml
-cargo test --release -p stephost -p content-filter-core "$@"
+cargo test --release -p stephost -p content-filter-core -p sentiment-core "$@"

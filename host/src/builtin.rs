@@ -1,5 +1,6 @@
 //! Guest components built from `guests/` by `build.rs`: the reference guests
-//! embedded in the binary (`builtin:<name>` in a WasmStep), the default
+//! and the sentiment model embedded in the binary (`builtin:<name>` in a
+//! WasmStep's `component` or `models`), the default
 //! manifest that uses them, and the paths of every built guest for tests and
 //! benchmarks.
 
@@ -24,5 +25,16 @@ impl Builtins for EmbeddedGuests {
 
     fn names(&self) -> Vec<&'static str> {
         EMBEDDED.iter().map(|(n, _)| *n).collect()
+    }
+
+    fn model(&self, name: &str) -> Option<&'static [u8]> {
+        EMBEDDED_MODELS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, bytes)| *bytes)
+    }
+
+    fn model_names(&self) -> Vec<&'static str> {
+        EMBEDDED_MODELS.iter().map(|(n, _)| *n).collect()
     }
 }

@@ -14,6 +14,7 @@ pub mod event;
 mod guest_log;
 pub mod manifest;
 pub mod metrics;
+pub mod nn;
 pub mod registry;
 pub mod runtime;
 pub mod sequence;

@@ -312,6 +312,49 @@ pub struct WasmStepSpec {
     /// model) instead of a fresh instance per event. Default: fresh.
     #[serde(default)]
     pub reuse_instances: bool,
+    /// Models the step may run on the host through `wasi:nn`, by the name the
+    /// guest passes to `load-by-name`. Loaded and optimised once at start,
+    /// shared by every instance. Default: none.
+    #[serde(default)]
+    pub models: BTreeMap<String, ModelSpec>,
+    /// Let the step `load` model bytes of its own through `wasi:nn` (each load
+    /// parses and optimises a graph: costly). Default: refused.
+    #[serde(default)]
+    pub allow_model_load: bool,
+}
+
+/// One entry of `spec.models`: `name: ./model.onnx` or the long form with
+/// limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ModelSpec {
+    /// `./model.onnx` (relative to the manifest), `/abs/model.onnx`, or
+    /// `builtin:<name>` for a model built into the binary.
+    Source(String),
+    /// The source and its limits.
+    Full(ModelSpecFull),
+}
+
+/// The long form of a `spec.models` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ModelSpecFull {
+    /// As in the short form.
+    pub source: String,
+    /// The most elements one input tensor may have; larger inputs are refused
+    /// with a wasi-nn error before the model sees them (e.g. 512 for a BERT
+    /// model's 512 positions). Default 1,048,576.
+    #[serde(default)]
+    pub max_input_elements: Option<u64>,
+}
+
+/// Where a model's bytes come from, with its limit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelSource {
+    /// File or builtin, like a component.
+    pub source: ComponentSource,
+    /// Most elements per input tensor.
+    pub max_input_elements: usize,
 }
 
 /// A config value: YAML scalars are accepted and passed to the guest as text,
@@ -350,7 +393,7 @@ pub struct LimitsSpec {
 }
 
 /// Where a component's bytes come from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ComponentSource {
     /// A file on disk (already resolved against the manifest's directory).
     File(PathBuf),
@@ -370,6 +413,35 @@ impl WasmStepDoc {
             Some(name) => ComponentSource::Builtin(name.to_string()),
             None => ComponentSource::File(self.base_dir.join(&self.spec.component)),
         }
+    }
+
+    /// The granted models, name → source, resolved against the manifest's
+    /// directory. Validated at load.
+    pub fn models(&self) -> BTreeMap<String, ModelSource> {
+        self.spec
+            .models
+            .iter()
+            .map(|(name, spec)| {
+                let (text, max) = match spec {
+                    ModelSpec::Source(text) => (text, None),
+                    ModelSpec::Full(full) => (&full.source, full.max_input_elements),
+                };
+                let source = match text.strip_prefix("builtin:") {
+                    Some(b) => ComponentSource::Builtin(b.to_string()),
+                    None => ComponentSource::File(self.base_dir.join(text)),
+                };
+                let max_input_elements = max
+                    .map(|m| usize::try_from(m).unwrap_or(usize::MAX))
+                    .unwrap_or(crate::nn::DEFAULT_MAX_INPUT_ELEMENTS);
+                (
+                    name.clone(),
+                    ModelSource {
+                        source,
+                        max_input_elements,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// The step's limits, defaults filled in. Validated at load.
@@ -690,6 +762,32 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
             "spec.component",
             format!("component file {} does not exist", path.display()),
         ));
+    }
+    for (name, model) in doc.models() {
+        let field = format!("spec.models.{name}");
+        if name.is_empty() {
+            return Err(ManifestError::field(
+                at,
+                "spec.models",
+                "a model name must not be empty",
+            ));
+        }
+        if model.max_input_elements == 0 {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.maxInputElements"),
+                "must be at least 1",
+            ));
+        }
+        if let ComponentSource::File(path) = &model.source
+            && !path.is_file()
+        {
+            return Err(ManifestError::field(
+                at,
+                field,
+                format!("model file {} does not exist", path.display()),
+            ));
+        }
     }
     if let Some(limits) = &doc.spec.limits {
         if let Some(memory) = &limits.memory {

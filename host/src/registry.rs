@@ -4,7 +4,7 @@
 //! Built from a validated [`Manifest`]; a [`Registry`] is immutable once
 //! built, so an event always sees one consistent configuration.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,8 +12,10 @@ use thiserror::Error;
 use url::Url;
 
 use crate::manifest::{
-    ComponentSource, DeliverySpec, Destination, Location, Manifest, SequenceDoc, parse_duration,
+    ComponentSource, DeliverySpec, Destination, Location, Manifest, ModelSource, SequenceDoc,
+    parse_duration,
 };
+use crate::nn::{LoadedModel, StepModels};
 use crate::runtime::{Runtime, RuntimeError, StepComponent};
 
 /// How refs that are not WasmSteps become URLs, as Knative resolves them.
@@ -65,6 +67,16 @@ pub enum RegistryError {
         at: String,
         /// The runtime's reason.
         source: RuntimeError,
+    },
+    /// A model in `spec.models` could not be read or optimised.
+    #[error("{at}: spec.models.{name}: {message}")]
+    Model {
+        /// The WasmStep document.
+        at: String,
+        /// The model's granted name.
+        name: String,
+        /// Why.
+        message: String,
     },
     /// `builtin:<name>` names no built-in guest.
     #[error("{at}: spec.component: no built-in component {name:?} (built in: {known})")]
@@ -194,6 +206,14 @@ pub trait Builtins {
     fn get(&self, name: &str) -> Option<&'static [u8]>;
     /// Every name, for error messages.
     fn names(&self) -> Vec<&'static str>;
+    /// The bytes of built-in model `name` (`builtin:<name>` in `spec.models`).
+    fn model(&self, _name: &str) -> Option<&'static [u8]> {
+        None
+    }
+    /// Every built-in model name, for error messages.
+    fn model_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 impl Registry {
@@ -206,6 +226,8 @@ impl Registry {
         builtins: &dyn Builtins,
     ) -> Result<Self, RegistryError> {
         let mut steps = BTreeMap::new();
+        // A model file granted to several steps is optimised once.
+        let mut models: HashMap<ModelSource, LoadedModel> = HashMap::new();
         for doc in &manifest.wasm_steps {
             let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
             let limits = doc.limits();
@@ -253,6 +275,40 @@ impl Registry {
             } else {
                 compiled
             };
+            let grants = doc.models();
+            let compiled = if grants.is_empty() && !doc.spec.allow_model_load {
+                compiled
+            } else {
+                let mut graphs = HashMap::new();
+                for (name, source) in grants {
+                    let loaded = match models.get(&source) {
+                        Some(loaded) => loaded.clone(),
+                        None => {
+                            let loaded = load_model(builtins, &source).map_err(|message| {
+                                RegistryError::Model {
+                                    at: at.clone(),
+                                    name: name.clone(),
+                                    message,
+                                }
+                            })?;
+                            tracing::info!(
+                                step = doc.name(),
+                                model = %name,
+                                load_ms = loaded.load_time.as_millis() as u64,
+                                "model loaded and optimised"
+                            );
+                            models.insert(source.clone(), loaded.clone());
+                            loaded
+                        }
+                    };
+                    graphs.insert(name, loaded);
+                }
+                compiled.with_models(StepModels::new(
+                    graphs,
+                    doc.spec.allow_model_load,
+                    runtime.inference_pool(),
+                ))
+            };
             let step = WasmStep {
                 name: doc.name().to_string(),
                 component: compiled,
@@ -274,6 +330,27 @@ impl Registry {
             _ => None,
         }
     }
+}
+
+/// Read and optimise one model for the runtime's inference pool.
+fn load_model(builtins: &dyn Builtins, source: &ModelSource) -> Result<LoadedModel, String> {
+    let (origin, bytes): (String, std::borrow::Cow<'static, [u8]>) = match &source.source {
+        ComponentSource::File(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read model file {}: {e}", path.display()))?;
+            (path.display().to_string(), bytes.into())
+        }
+        ComponentSource::Builtin(name) => {
+            let bytes = builtins.model(name.as_str()).ok_or_else(|| {
+                format!(
+                    "no built-in model {name:?} (built in: {})",
+                    builtins.model_names().join(", ")
+                )
+            })?;
+            (format!("builtin:{name}"), bytes.into())
+        }
+    };
+    crate::nn::load_onnx(&origin, &bytes, source.max_input_elements).map_err(|e| e.to_string())
 }
 
 fn resolve_sequence(

@@ -21,6 +21,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::guest_log::GuestLog;
+use crate::nn::{InferencePool, NnState, StepModels};
 
 mod bindings {
     //! Host bindings generated from `wit/step.wit`.
@@ -75,6 +76,9 @@ pub struct RuntimeConfig {
     /// and the engine's settings), so a restart or a second host skips
     /// Cranelift. `None` = compile every time.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// How many wasi:nn inferences run at once, host-wide. Each occupies a
+    /// core for milliseconds; more than the cores only queues inside tract.
+    pub inference_threads: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -89,6 +93,7 @@ impl Default for RuntimeConfig {
             max_instances: 128,
             keep_resident: DEFAULT_KEEP_RESIDENT,
             cache_dir: None,
+            inference_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -200,6 +205,8 @@ pub struct Runtime {
     slots: Arc<Semaphore>,
     /// The engine configuration, kept to validate step limits against it.
     config: RuntimeConfig,
+    /// Bounds host-side inference (wasi:nn) across all steps.
+    inference: Arc<InferencePool>,
     /// Dropped with the runtime to stop the epoch ticker thread.
     _ticker: EpochTicker,
 }
@@ -219,14 +226,22 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
         Step::add_to_linker::<_, HasSelf<StepState>>(&mut linker, |state| state)
             .map_err(RuntimeError::Engine)?;
+        // wasi:nn for every step; what a step can load is its own grant.
+        crate::nn::add_to_linker(&mut linker).map_err(RuntimeError::Engine)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
             engine,
             linker,
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            inference: InferencePool::new(config.inference_threads),
             config,
             _ticker: ticker,
         })
+    }
+
+    /// The pool every wasi:nn inference of this runtime runs on.
+    pub fn inference_pool(&self) -> Arc<InferencePool> {
+        self.inference.clone()
     }
 
     /// The engine configuration this runtime was built with.
@@ -278,6 +293,7 @@ impl Runtime {
             config: Arc::new(config),
             slots: self.slots.clone(),
             warm: None,
+            models: StepModels::none(self.inference.clone()),
         })
     }
 }
@@ -338,6 +354,8 @@ pub struct StepComponent {
     slots: Arc<Semaphore>,
     /// Idle instances kept for reuse, when the step asked for warm state.
     warm: Option<Arc<std::sync::Mutex<Vec<WarmInstance>>>>,
+    /// The models this step may use through wasi:nn.
+    models: StepModels,
 }
 
 /// Idle warm instances kept per step. Each holds a pool slot and its memory;
@@ -363,6 +381,13 @@ impl StepComponent {
     /// instance is still never reused, and limits still apply per event.
     pub fn with_warm_instances(mut self) -> Self {
         self.warm = Some(Arc::default());
+        self
+    }
+
+    /// Grant the step models through wasi:nn (`load-by-name`). Without a
+    /// grant every wasi:nn load fails with a wasi-nn error.
+    pub fn with_models(mut self, models: StepModels) -> Self {
+        self.models = models;
         self
     }
 
@@ -410,6 +435,10 @@ impl StepComponent {
             table: ResourceTable::new(),
             limiter: StepLimiter::new(self.limits.memory),
             config: self.config.clone(),
+            nn: NnState::new(
+                self.models.clone(),
+                usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
+            ),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -524,6 +553,7 @@ fn from_guest(
 /// guest runs.
 fn arm_deadline(store: &mut Store<StepState>, timeout: Duration) {
     let deadline = Instant::now() + timeout;
+    store.data_mut().nn.set_deadline(deadline);
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
@@ -538,12 +568,14 @@ fn arm_deadline(store: &mut Store<StepState>, timeout: Duration) {
 pub struct StepState {
     /// The (empty) WASI context: std's runtime needs WASI to start at all.
     wasi: WasiCtx,
-    /// WASI resource handles of this instance.
-    table: ResourceTable,
+    /// WASI (and wasi:nn) resource handles of this instance.
+    pub(crate) table: ResourceTable,
     /// Enforces the step's memory cap and remembers that it was hit.
     limiter: StepLimiter,
     /// The step's settings, answered by the `config` import.
     config: Arc<Vec<(String, String)>>,
+    /// wasi:nn state: the step's model grant, tensor bytes, deadline.
+    pub(crate) nn: NnState,
 }
 
 impl WasiView for StepState {

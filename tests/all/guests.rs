@@ -99,7 +99,9 @@ pub async fn content_filter() {
 
 #[tokio::test]
 pub async fn sentiment() {
-    let host = host_for("s", "builtin:sentiment", &[]).await;
+    let step =
+        wasm_step("s", "builtin:sentiment", &[], "") + "  models: {sentiment: builtin:sentiment}\n";
+    let host = Host::start(&step, &[]).await;
     let mut headers = ce_headers("1", "application/json");
     headers.push(("ce-badwordfilter", "good"));
     let out = post(

@@ -11,6 +11,7 @@ mod guests;
 mod lifecycle;
 mod manifests;
 mod observability;
+mod sentiment;
 mod support;
 
 /// Fails to compile when a guest in `guests/` has no test named after it in

@@ -19,12 +19,14 @@
 //! export_step!(Upper);
 //! ```
 
-/// The generated WIT bindings of the `stephost:step` world.
+/// The generated WIT bindings of the `stephost:step` world (or, with the
+/// `nn` feature, of `step-nn`, which adds the standard `wasi:nn` imports).
 ///
 /// Public so that [`export_step!`] can reach them from a guest crate; a step
-/// normally never names anything in here.
+/// normally never names anything in here except, with `nn`, [`nn`].
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code)]
+#[cfg(not(feature = "nn"))]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../../wit",
@@ -34,6 +36,25 @@ pub mod bindings {
         default_bindings_module: "stephost_guest::bindings",
     });
 }
+
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code)]
+#[cfg(feature = "nn")]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "step-nn",
+        generate_all,
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "stephost_guest::bindings",
+    });
+}
+
+/// The standard `wasi:nn` API (feature `nn`): inference that the host runs
+/// natively on models the step's manifest grants (`spec.models`).
+#[cfg(feature = "nn")]
+pub use bindings::wasi::nn;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
