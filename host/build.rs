@@ -13,6 +13,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("appender", false),
     ("dropper", false),
     ("faulty", false),
+    ("nn-probe", false),
     ("content-filter", true),
     ("sentiment", true),
 ];

@@ -531,7 +531,9 @@ impl StepComponent {
             // hold a wasm backtrace; callers get the first line, logs the rest.
             None => {
                 tracing::debug!(error = ?error, "wasm step error detail");
-                StepFailure::Trap(error.to_string())
+                // The outer layers are wasmtime's backtrace context; the
+                // root is what the host function said.
+                StepFailure::Trap(error.root_cause().to_string())
             }
         }
     }

@@ -120,3 +120,18 @@ pub async fn sentiment() {
     );
     assert_eq!(out.json()["reviewText"], "I loved it, wonderful");
 }
+
+#[tokio::test]
+pub async fn nn_probe() {
+    let step = wasm_step("p", builtin::NN_PROBE, &[("action", "load-name")], "")
+        + "  models: {sentiment: builtin:sentiment}\n";
+    let host = Host::start(&step, &[]).await;
+    let out = post(
+        &format!("{}/steps/p", host.url),
+        &ce_headers("1", "text/plain"),
+        "sentiment",
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.text(), "loaded sentiment");
+}

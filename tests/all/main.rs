@@ -10,6 +10,7 @@ mod faults;
 mod guests;
 mod lifecycle;
 mod manifests;
+mod nn;
 mod observability;
 mod sentiment;
 mod support;
