@@ -16,6 +16,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("nn-probe", false),
     ("content-filter", true),
     ("sentiment", true),
+    ("sentiment-tract", false),
 ];
 
 fn main() {

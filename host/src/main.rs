@@ -74,6 +74,10 @@ struct EngineArgs {
     /// Instances that may run at once across all steps (pool size).
     #[arg(long, default_value_t = 128)]
     max_instances: u32,
+    /// wasi:nn inferences (host-side model runs) at once, host-wide; more
+    /// wait [default: the number of CPUs].
+    #[arg(long)]
+    inference_threads: Option<usize>,
     /// Compile cache directory [default: $XDG_CACHE_HOME/stephost, else
     /// $HOME/.cache/stephost, else /tmp/stephost-cache].
     #[arg(long, env = "STEPHOST_CACHE_DIR")]
@@ -115,13 +119,18 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
     if args.max_instances == 0 {
         bail!("--max-instances must be at least 1");
     }
+    if args.inference_threads == Some(0) {
+        bail!("--inference-threads must be at least 1");
+    }
+    let defaults = RuntimeConfig::default();
     Ok(RuntimeConfig {
+        inference_threads: args.inference_threads.unwrap_or(defaults.inference_threads),
         pooling: !args.no_pooling,
         max_memory,
         max_instances: args.max_instances,
         cache_dir: (!args.no_cache)
             .then(|| args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
-        ..RuntimeConfig::default()
+        ..defaults
     })
 }
 

@@ -135,3 +135,35 @@ pub async fn nn_probe() {
     assert_eq!(out.status, 200, "{}", out.text());
     assert_eq!(out.text(), "loaded sentiment");
 }
+
+/// The in-guest variant (tract and the model inside the sandbox) answers like
+/// the reference guest and the reference logits: only where inference runs
+/// differs. Warm instances: loading the model in the guest takes seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+pub async fn sentiment_tract() {
+    let step = wasm_step(
+        "t",
+        builtin::SENTIMENT_TRACT,
+        &[("includeLogits", "true")],
+        "{memory: 512Mi, timeout: PT120S}",
+    ) + "  reuseInstances: true\n";
+    let host = Host::start(&step, &[]).await;
+    let reference = include_str!("../fixtures/sentiment/mr-dev-1060-ref.tsv");
+    for line in reference.lines().take(3) {
+        let f: Vec<&str> = line.splitn(5, '\t').collect();
+        let want = [f[2].parse::<f64>().unwrap(), f[3].parse::<f64>().unwrap()];
+        let out = post(
+            &format!("{}/steps/t", host.url),
+            &ce_headers("t", "text/plain"),
+            f[4].to_string(),
+        )
+        .await;
+        assert_eq!(out.status, 200, "{}", out.text());
+        let data = out.json();
+        for (i, w) in want.iter().enumerate() {
+            let got = data["sentimentLogits"][i].as_f64().expect("logit");
+            assert!((got - w).abs() < 1e-3, "{}: logit {i} {got} vs {w}", f[4]);
+        }
+        assert_eq!(out.header("ce-type"), "moderated-comment");
+    }
+}

@@ -7,6 +7,11 @@ use unicode_properties::{GeneralCategory, GeneralCategoryGroup, UnicodeGeneralCa
 
 include!(concat!(env!("OUT_DIR"), "/vocab.rs"));
 
+#[cfg(feature = "tract")]
+mod model;
+#[cfg(feature = "tract")]
+pub use model::{Model, ModelError};
+
 /// Id of `[CLS]`, the first token of every sequence.
 pub const CLS: i64 = 101;
 /// Id of `[SEP]`, the last token of every sequence.
