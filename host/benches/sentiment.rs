@@ -63,7 +63,10 @@ fn bench(c: &mut Criterion) {
             t.elapsed()
         })
         .collect();
-    println!("host model load + optimise (median of 3): {:?}", median(loads));
+    println!(
+        "host model load + optimise (median of 3): {:?}",
+        median(loads)
+    );
 
     let native = sentiment_core::Model::load(model_bytes).expect("native model");
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod nn;
 pub mod registry;
 pub mod runtime;
+pub mod schema;
 pub mod sequence;
 pub mod server;

@@ -11,6 +11,7 @@ use stephost::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
 use stephost::manifest::{Manifest, parse_quantity};
 use stephost::registry::{Registry, Resolver};
 use stephost::runtime::{Runtime, RuntimeConfig};
+use stephost::schema::{self, KnativeSchemas};
 use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
 
 #[derive(Parser)]
@@ -28,11 +29,18 @@ struct Cli {
 enum Command {
     /// Serve Sequences over HTTP (CloudEvents in, the chain, the reply out).
     Serve(ServeArgs),
-    /// Check manifests (and compile their components) without serving.
+    /// Check manifests (and compile their components) without serving:
+    /// stephost documents as `serve` reads them, Knative documents and
+    /// ConfigMaps against their real schemas (every violation, with its path).
     Validate {
-        /// Manifest files (multi-document YAML).
+        /// Manifest files (multi-document YAML). Each is checked on its own
+        /// (they may be alternatives, like the files in manifests/).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Check the files as one set, as `serve --manifest A --manifest B`
+        /// merges them (names unique across files, refs across files).
+        #[arg(long)]
+        together: bool,
         #[command(flatten)]
         engine: EngineArgs,
         #[command(flatten)]
@@ -63,7 +71,7 @@ struct ServeArgs {
     resolve: ResolveArgs,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct EngineArgs {
     /// Allocate instances on demand instead of from the pooling allocator.
     #[arg(long)]
@@ -87,7 +95,7 @@ struct EngineArgs {
     no_cache: bool,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct ResolveArgs {
     /// Cluster domain for refs resolved as Knative does.
     #[arg(long, default_value = "cluster.local")]
@@ -106,9 +114,26 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve(args),
         Command::Validate {
             files,
+            together,
             engine,
             resolve,
-        } => validate(files, engine, resolve),
+        } => {
+            if together || files.len() == 1 {
+                validate(files, engine, resolve)
+            } else {
+                let mut failed = 0;
+                for file in &files {
+                    if let Err(e) = validate(vec![file.clone()], engine.clone(), resolve.clone()) {
+                        eprintln!("{}: {e:#}", file.display());
+                        failed += 1;
+                    }
+                }
+                match failed {
+                    0 => Ok(()),
+                    n => bail!("{n} of {} file(s) failed validation", files.len()),
+                }
+            }
+        }
     }
 }
 
@@ -216,11 +241,29 @@ fn load_manifest(files: &[PathBuf]) -> Result<Manifest> {
 
 fn validate(files: Vec<PathBuf>, engine: EngineArgs, resolve: ResolveArgs) -> Result<()> {
     init_logging("text");
-    let manifest = load_manifest(&files)?;
+    let (manifest, schema_checked) = if files.is_empty() {
+        (load_manifest(&files)?, 0)
+    } else {
+        let schemas = KnativeSchemas::load().context("loading the vendored Knative CRDs")?;
+        let checked = schema::check_files(&files, &schemas)?;
+        if !checked.violations.is_empty() {
+            for (at, violation) in &checked.violations {
+                eprintln!("{at}: {violation}");
+            }
+            bail!(
+                "{} schema violation(s) in {} file(s)",
+                checked.violations.len(),
+                files.len()
+            );
+        }
+        (checked.manifest, checked.schema_checked)
+    };
     let runtime = Runtime::new(runtime_config(&engine)?)?;
     let registry = Registry::build(&manifest, &runtime, &resolver(&resolve)?, &EmbeddedGuests)?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!(
-        "ok: {} Sequence(s) [{}], {} WasmStep(s) [{}]",
+        "{}: ok: {} Sequence(s) [{}], {} WasmStep(s) [{}]; {schema_checked} document(s) match their Knative/Kubernetes schema",
+        names.join(" + "),
         registry.sequences.len(),
         registry
             .sequences
@@ -296,9 +339,10 @@ fn init_logging(format: &str) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    // try_init: `validate` of several files calls this once per file.
+    let _ = if format == "json" {
+        builder.json().try_init()
     } else {
-        builder.init();
-    }
+        builder.try_init()
+    };
 }

@@ -77,7 +77,11 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    fn field(at: &Location, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(
+        at: &Location,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ManifestError::Field {
             at: at.clone(),
             field: field.into(),
@@ -497,6 +501,22 @@ impl Manifest {
 
     /// Parse one multi-document YAML text; relative component paths start at `base_dir`.
     pub fn parse(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ManifestError> {
+        Self::parse_inner(text, origin, base_dir, false)
+    }
+
+    /// Like [`Manifest::parse`], but documents of other kinds (a Knative
+    /// Service, a ConfigMap, …) are skipped instead of refused: `validate`
+    /// checks those against their schemas separately.
+    pub fn parse_lenient(text: &str, origin: &str, base_dir: &Path) -> Result<Self, ManifestError> {
+        Self::parse_inner(text, origin, base_dir, true)
+    }
+
+    fn parse_inner(
+        text: &str,
+        origin: &str,
+        base_dir: &Path,
+        lenient: bool,
+    ) -> Result<Self, ManifestError> {
         let mut manifest = Manifest::default();
         for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
             let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
@@ -535,13 +555,30 @@ impl Manifest {
                 }
                 (None, _) => return Err(ManifestError::field(&at, "apiVersion", "missing")),
                 (_, None) => return Err(ManifestError::field(&at, "kind", "missing")),
+                (Some("v1"), Some("ConfigMap")) => {
+                    // The ConfigMap a cluster mounts (manifests/configmap.yaml):
+                    // serve the stephost manifests in its data, so the file
+                    // you apply is the file you can run locally.
+                    let data = value.get("data").and_then(|d| d.as_mapping());
+                    for (key, text) in data.into_iter().flatten() {
+                        let (Some(key), Some(text)) = (key.as_str(), text.as_str()) else {
+                            continue;
+                        };
+                        if holds_stephost_documents(text) {
+                            let inner = format!("{at} data.{key}");
+                            manifest
+                                .merge(Manifest::parse_inner(text, &inner, base_dir, lenient)?)?;
+                        }
+                    }
+                }
+                (Some(_), Some(_)) if lenient => {}
                 (Some(api), Some(kind)) => {
                     return Err(ManifestError::field(
                         &at,
                         "kind",
                         format!(
-                            "unsupported {api} {kind}: stephost reads {SEQUENCE_API} Sequence \
-                             and {WASMSTEP_API} WasmStep"
+                            "unsupported {api} {kind}: stephost reads {SEQUENCE_API} Sequence, \
+                             {WASMSTEP_API} WasmStep, and v1 ConfigMap holding them"
                         ),
                     ));
                 }
@@ -814,6 +851,19 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
         }
     }
     Ok(())
+}
+
+/// Whether a text (a ConfigMap value) is a stephost manifest: it has a
+/// WasmStep or a Sequence document.
+pub fn holds_stephost_documents(text: &str) -> bool {
+    serde_yaml::Deserializer::from_str(text).any(|doc| {
+        serde_yaml::Value::deserialize(doc).is_ok_and(|v| {
+            matches!(
+                v.get("kind").and_then(|k| k.as_str()),
+                Some("WasmStep") | Some("Sequence")
+            )
+        })
+    })
 }
 
 /// Below this a wasm32 Rust guest cannot even hold its stack (1 MiB by default).

@@ -8,6 +8,7 @@ mod delivery;
 mod events;
 mod faults;
 mod guests;
+mod knative;
 mod lifecycle;
 mod manifests;
 mod nn;
