@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -227,7 +227,7 @@ pub fn check_files(paths: &[PathBuf], schemas: &KnativeSchemas) -> Result<Checke
         };
         // Schemas first: they report every violation, where stephost's own
         // parser stops at the first problem.
-        check_text(&text, &origin, &base, schemas, &mut checked, false)?;
+        check_text(&text, &origin, schemas, &mut checked, false)?;
         texts.push((text, origin, base));
     }
     if checked.violations.is_empty() {
@@ -243,7 +243,6 @@ pub fn check_files(paths: &[PathBuf], schemas: &KnativeSchemas) -> Result<Checke
 fn check_text(
     text: &str,
     origin: &str,
-    base: &Path,
     schemas: &KnativeSchemas,
     checked: &mut Checked,
     nested: bool,
@@ -291,14 +290,7 @@ fn check_text(
                 if let (Some(key), Some(value)) = (key.as_str(), value.as_str())
                     && holds_stephost_documents(value)
                 {
-                    check_text(
-                        value,
-                        &format!("{at} data.{key}"),
-                        base,
-                        schemas,
-                        checked,
-                        true,
-                    )?;
+                    check_text(value, &format!("{at} data.{key}"), schemas, checked, true)?;
                 }
             }
         }
