@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use stephost::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
-use stephost::manifest::{Manifest, parse_quantity};
+use stephost::manifest::{Manifest, parse_duration, parse_quantity};
 use stephost::registry::{Registry, Resolver};
 use stephost::runtime::{Runtime, RuntimeConfig};
 use stephost::schema::{self, KnativeSchemas};
@@ -62,6 +62,11 @@ struct ServeArgs {
     /// Largest event body accepted, e.g. 4Mi (413 beyond).
     #[arg(long, default_value = "4Mi")]
     max_event_bytes: String,
+    /// After SIGTERM, how long (ISO-8601) accepted events may take to finish
+    /// before the process exits anyway. Below Kubernetes' default 30 s grace
+    /// period, so the host exits on its own instead of being killed.
+    #[arg(long, default_value = "PT25S")]
+    drain_timeout: String,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -288,6 +293,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)
         .context("--max-event-bytes")?;
     let max_event_bytes = usize::try_from(max_event_bytes).unwrap_or(DEFAULT_MAX_EVENT_BYTES);
+    let drain_timeout = parse_duration(&args.drain_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--drain-timeout")?;
     let manifest = load_manifest(&args.manifests)?;
     let resolver = resolver(&args.resolve)?;
     let runtime = Runtime::new(runtime_config(&args.engine)?)?;
@@ -314,7 +322,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let compiled = tokio::task::spawn_blocking(move || {
             Registry::build(&manifest, &runtime, &resolver, &EmbeddedGuests).map(|r| (r, runtime))
         });
-        let serving = tokio::spawn(server::serve(listener, state));
+        let serving = tokio::spawn(server::serve(listener, state, drain_timeout));
         let (registry, runtime) = compiled.await.context("compile task")??;
         for seq in registry.sequences.values() {
             let steps: Vec<String> = seq.steps.iter().map(|s| s.target.label()).collect();

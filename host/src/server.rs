@@ -350,11 +350,41 @@ fn event_response(status: StatusCode, event: Event) -> Response {
 }
 
 /// Serve until SIGTERM or SIGINT, then stop accepting and let in-flight
-/// requests finish (Knative runtime contract: drain on SIGTERM).
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+/// requests finish (Knative runtime contract: drain on SIGTERM), for at most
+/// `drain_timeout`: events still running then are abandoned (their senders
+/// see the connection close and, being Knative dispatchers, retry elsewhere)
+/// so the process exits before the kubelet's SIGKILL.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    drain_timeout: std::time::Duration,
+) -> std::io::Result<()> {
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signalled.send(());
+    };
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .into_future();
+    tokio::pin!(server);
+    let deadline = async move {
+        if on_signal.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = &mut server => result,
+        () = deadline => {
+            tracing::warn!(
+                drain_timeout_ms = drain_timeout.as_millis() as u64,
+                "drain timeout: exiting with events still in flight"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

@@ -50,3 +50,39 @@ async fn sigterm_finishes_in_flight_events_refuses_new_ones_and_exits_zero() {
         .expect("join");
     assert_eq!(code, Some(Some(0)), "exit 0 after draining");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_is_bounded_by_the_drain_timeout() {
+    // A step that takes 20 s: longer than the 1 s drain bound.
+    let stuck = Sink::slow(echo_appending("-late"), Duration::from_secs(20)).await;
+    let mut host = Host::start(
+        &sequence("s", &[&stuck.url], None),
+        &["--drain-timeout", "PT1S"],
+    )
+    .await;
+    let url = host.url.clone();
+    let pending =
+        tokio::spawn(async move { post(&url, &ce_headers("stuck-1", "text/plain"), "x").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stuck.received().len(), 1);
+    let signalled = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &host.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let (code, host) = tokio::task::spawn_blocking(move || {
+        let code = host.wait_exit(Duration::from_secs(10));
+        (code, host)
+    })
+    .await
+    .expect("join");
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(Some(0)), "exit 0 at the drain bound");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(8),
+        "exited after {took:?}, expected about the 1 s drain timeout"
+    );
+    pending.abort();
+    assert!(host.logs().contains("drain timeout"), "{}", host.logs());
+}
