@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod nn;
 pub mod registry;
+pub mod reload;
 pub mod runtime;
 pub mod schema;
 pub mod sequence;

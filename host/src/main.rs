@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use stephost::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
 use stephost::manifest::{Manifest, parse_duration, parse_quantity};
 use stephost::registry::{Registry, Resolver};
+use stephost::reload::Reloader;
 use stephost::runtime::{Runtime, RuntimeConfig};
 use stephost::schema::{self, KnativeSchemas};
 use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
@@ -67,6 +68,11 @@ struct ServeArgs {
     /// period, so the host exits on its own instead of being killed.
     #[arg(long, default_value = "PT25S")]
     drain_timeout: String,
+    /// How often (ISO-8601) the --manifest files are re-read; a change is
+    /// compiled and swapped in live (PT0S: never). No effect on the built-in
+    /// default manifest.
+    #[arg(long, default_value = "PT1S")]
+    watch_interval: String,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -296,9 +302,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     let drain_timeout = parse_duration(&args.drain_timeout)
         .map_err(anyhow::Error::msg)
         .context("--drain-timeout")?;
+    let watch_interval = parse_duration(&args.watch_interval)
+        .map_err(anyhow::Error::msg)
+        .context("--watch-interval")?;
     let manifest = load_manifest(&args.manifests)?;
     let resolver = resolver(&args.resolve)?;
-    let runtime = Runtime::new(runtime_config(&args.engine)?)?;
+    let reload_resolver = crate::resolver(&args.resolve)?;
+    let watched = args.manifests.clone();
+    let runtime = Arc::new(Runtime::new(runtime_config(&args.engine)?)?);
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     tokio.block_on(async move {
         let state = Arc::new(AppState::new(max_event_bytes));
@@ -319,11 +330,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         // Compile off the reactor; the port answers /healthz meanwhile and
         // /readyz turns 200 once every component is compiled.
         let compile_state = state.clone();
+        let build_runtime = runtime.clone();
         let compiled = tokio::task::spawn_blocking(move || {
-            Registry::build(&manifest, &runtime, &resolver, &EmbeddedGuests).map(|r| (r, runtime))
+            Registry::build(&manifest, &build_runtime, &resolver, &EmbeddedGuests)
         });
         let serving = tokio::spawn(server::serve(listener, state, drain_timeout));
-        let (registry, runtime) = compiled.await.context("compile task")??;
+        let registry = compiled.await.context("compile task")??;
         for seq in registry.sequences.values() {
             let steps: Vec<String> = seq.steps.iter().map(|s| s.target.label()).collect();
             tracing::info!(
@@ -335,6 +347,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         compile_state.live.store(Some(Arc::new(registry)));
         tracing::info!("ready");
+        if !watched.is_empty() && !watch_interval.is_zero() {
+            let reloader = Reloader {
+                files: watched,
+                runtime: runtime.clone(),
+                resolver: reload_resolver,
+                interval: watch_interval,
+            };
+            tokio::spawn(reloader.run(compile_state));
+        }
         serving.await.context("server task")??;
         drop(runtime);
         Ok(())

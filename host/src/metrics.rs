@@ -46,6 +46,8 @@ pub struct Metrics {
     pub dead_lettered: Family<Labels, Counter>,
     /// `stephost_events_in_flight`: Sequence runs in progress.
     pub in_flight: Gauge,
+    /// Manifest reloads by outcome.
+    pub reloads: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -66,6 +68,12 @@ impl Metrics {
         let retries = Family::<Labels, Counter>::default();
         let dead_lettered = Family::<Labels, Counter>::default();
         let in_flight = Gauge::default();
+        let reloads = Family::<Labels, Counter>::default();
+        registry.register(
+            "manifest_reloads",
+            "Manifest reloads after a file change, by outcome (applied, failed)",
+            reloads.clone(),
+        );
         registry.register(
             "events",
             "Events received, by sequence and outcome",
@@ -104,6 +112,7 @@ impl Metrics {
             retries,
             dead_lettered,
             in_flight,
+            reloads,
         }
     }
 

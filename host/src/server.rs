@@ -41,6 +41,9 @@ pub struct AppState {
     pub max_event_bytes: usize,
     /// What `/metrics` exports.
     pub metrics: Arc<Metrics>,
+    /// Why the last manifest reload failed (the old configuration keeps
+    /// serving); cleared by the next successful one. Shown by `/readyz`.
+    pub reload_error: std::sync::Mutex<Option<String>>,
 }
 
 impl AppState {
@@ -52,6 +55,7 @@ impl AppState {
             dispatcher: Dispatcher::new(metrics.clone()),
             max_event_bytes,
             metrics,
+            reload_error: std::sync::Mutex::new(None),
         }
     }
 }
@@ -124,10 +128,16 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.live.load_full() {
         Some(registry) => {
+            let reload_error = state
+                .reload_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
             let body = serde_json::json!({
                 "ready": true,
                 "sequences": registry.sequences.keys().collect::<Vec<_>>(),
                 "steps": registry.steps.keys().collect::<Vec<_>>(),
+                "lastReloadError": reload_error,
             });
             (StatusCode::OK, axum::Json(body)).into_response()
         }

@@ -86,3 +86,40 @@ async fn draining_is_bounded_by_the_drain_timeout() {
     pending.abort();
     assert!(host.logs().contains("drain timeout"), "{}", host.logs());
 }
+
+/// Knative tells the container its port in `$PORT`: with no `--port` the host
+/// listens there and nowhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_comes_from_the_port_variable() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut child = std::process::Command::new(crate::support::STEPHOST)
+        .args(["serve", "--host", "127.0.0.1"])
+        .env("PORT", port.to_string())
+        .env_remove("K_SINK")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read");
+    assert_eq!(
+        line.trim(),
+        format!("stephost listening on http://127.0.0.1:{port}")
+    );
+    let health = get(&format!("http://127.0.0.1:{port}/healthz")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.expect("reachable on $PORT").status, 200);
+}

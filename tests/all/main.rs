@@ -13,6 +13,7 @@ mod lifecycle;
 mod manifests;
 mod nn;
 mod observability;
+mod reload;
 mod sentiment;
 mod support;
 

@@ -47,6 +47,12 @@ impl Host {
         Self::spawn(dir, &args, env).await
     }
 
+    /// Serve with these extra arguments only (e.g. a `--manifest` the test
+    /// manages itself).
+    pub async fn start_args(args: &[&str]) -> Host {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), args, &[]).await
+    }
+
     /// Serve with no manifest: the built-in default Sequence.
     pub async fn start_default(env: &[(&str, &str)]) -> Host {
         Self::spawn(tempfile::tempdir().expect("temp dir"), &[], env).await

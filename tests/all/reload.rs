@@ -1,0 +1,186 @@
+//! Hot reload: the manifest `serve` was given is watched; a change (as a
+//! Kubernetes ConfigMap makes it: an atomic symlink swap) is compiled and
+//! swapped in while events keep flowing, and a broken change is refused
+//! while the old configuration keeps serving.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use stephost::builtin::APPENDER;
+
+use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
+
+/// The manifest of an appender step `a` in Sequence `s`, adding `suffix`.
+fn manifest(suffix: &str) -> String {
+    format!(
+        "{}{}",
+        sequence("s", &["a"], None),
+        wasm_step("a", APPENDER, &[("suffix", suffix)], "")
+    )
+}
+
+/// Publish `text` as a ConfigMap volume does: write a new data directory,
+/// then atomically re-point the `..data` symlink at it.
+fn publish(dir: &Path, generation: u32, text: &str) {
+    let data = dir.join(format!("..gen{generation}"));
+    std::fs::create_dir_all(&data).expect("data dir");
+    std::fs::write(data.join("pipeline.yaml"), text).expect("write");
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..gen{generation}"), &tmp).expect("symlink");
+    std::fs::rename(&tmp, dir.join("..data")).expect("atomic swap");
+}
+
+async fn answer(host: &Host, id: &str) -> (u16, String) {
+    let out = post(&host.url, &ce_headers(id, "text/plain"), "x").await;
+    (out.status, out.text())
+}
+
+/// Send events until the answer is `want` (or 20 s pass): every answer on
+/// the way must be a success with the old or the new suffix.
+async fn until_answer(host: &Host, old: &str, want: &str) -> Duration {
+    let started = Instant::now();
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (status, body) = answer(host, &format!("poll-{n}")).await;
+        assert_eq!(status, 200, "{body}");
+        if body == want {
+            return started.elapsed();
+        }
+        assert_eq!(
+            body, old,
+            "an event saw neither the old nor the new configuration"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "change never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_style_change_goes_live_and_a_broken_one_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    publish(dir.path(), 1, &manifest("-v1"));
+    std::os::unix::fs::symlink("..data/pipeline.yaml", dir.path().join("pipeline.yaml"))
+        .expect("symlink");
+    let path = dir.path().join("pipeline.yaml");
+    let host = Host::start_args(&[
+        "--manifest",
+        path.to_str().expect("utf-8"),
+        "--watch-interval",
+        "PT0.2S",
+    ])
+    .await;
+    assert_eq!(answer(&host, "first").await, (200, "x-v1".to_string()));
+
+    publish(dir.path(), 2, &manifest("-v2"));
+    let took = until_answer(&host, "x-v1", "x-v2").await;
+    println!("file change → live in {took:?} (0.2 s polling)");
+
+    // Broken: a component file that is not a component.
+    let bogus = dir.path().join("bogus.wasm");
+    std::fs::write(&bogus, b"not wasm").expect("write");
+    let broken = format!(
+        "{}{}",
+        sequence("s", &["a"], None),
+        wasm_step("a", bogus.to_str().expect("utf-8"), &[], "")
+    );
+    publish(dir.path(), 3, &broken);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let detail = loop {
+        let ready = get(&format!("{}/readyz", host.url)).await.expect("readyz");
+        assert_eq!(ready.status, 200, "still serving the old configuration");
+        let detail = ready.json()["lastReloadError"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if !detail.is_empty() {
+            break detail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken change was never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        detail.contains("not a valid WebAssembly component"),
+        "{detail}"
+    );
+    assert_eq!(
+        answer(&host, "after-broken").await,
+        (200, "x-v2".to_string())
+    );
+    let metrics = get(&format!("{}/metrics", host.url))
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("stephost_manifest_reloads_total{outcome=\"failed\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stephost_manifest_reloads_total{outcome=\"applied\"} 1"),
+        "{metrics}"
+    );
+
+    // Fixed again: goes live, and the error is cleared.
+    publish(dir.path(), 4, &manifest("-v3"));
+    until_answer(&host, "x-v2", "x-v3").await;
+    let ready = get(&format!("{}/readyz", host.url)).await.expect("readyz");
+    assert!(
+        ready.json()["lastReloadError"].is_null(),
+        "{}",
+        ready.text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, manifest("-A")).expect("write");
+    let host = Host::start_args(&[
+        "--manifest",
+        path.to_str().expect("utf-8"),
+        "--watch-interval",
+        "PT0.05S",
+    ])
+    .await;
+    // Four senders keep events flowing while the file flips 10 times.
+    let url = host.url.clone();
+    let senders: Vec<_> = (0..4)
+        .map(|s| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                for i in 0..150 {
+                    let out =
+                        post(&url, &ce_headers(&format!("f-{s}-{i}"), "text/plain"), "x").await;
+                    assert_eq!(out.status, 200, "{}", out.text());
+                    seen.push(out.text());
+                }
+                seen
+            })
+        })
+        .collect();
+    for flip in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let suffix = if flip % 2 == 0 { "-B" } else { "-A" };
+        let tmp = dir.path().join("m.yaml.tmp");
+        std::fs::write(&tmp, manifest(suffix)).expect("write");
+        std::fs::rename(&tmp, &path).expect("rename");
+    }
+    let mut answers = Vec::new();
+    for sender in senders {
+        answers.extend(sender.await.expect("join"));
+    }
+    assert_eq!(answers.len(), 600);
+    let a = answers.iter().filter(|b| *b == "x-A").count();
+    let b = answers.iter().filter(|b| *b == "x-B").count();
+    assert_eq!(a + b, 600, "every event ran on exactly one configuration");
+    assert!(b > 0, "the swaps went live while events flowed");
+}
