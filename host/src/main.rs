@@ -73,6 +73,10 @@ struct ServeArgs {
     /// default manifest.
     #[arg(long, default_value = "PT1S")]
     watch_interval: String,
+    /// Do not add the `stephostversions` extension (which version of each
+    /// Wasm step handled the event) to output events.
+    #[arg(long)]
+    no_versions_extension: bool,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -312,7 +316,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     let runtime = Arc::new(Runtime::new(runtime_config(&args.engine)?)?);
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     tokio.block_on(async move {
-        let state = Arc::new(AppState::new(max_event_bytes));
+        let state = Arc::new(
+            AppState::new(max_event_bytes).with_versions_extension(!args.no_versions_extension),
+        );
         let addr = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(addr)
             .await

@@ -304,8 +304,18 @@ pub struct WasmStepDoc {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct WasmStepSpec {
     /// `./file.wasm` (relative to the manifest), `/abs/file.wasm`, or
-    /// `builtin:<name>` for a guest built into the binary.
-    pub component: String,
+    /// `builtin:<name>` for a guest built into the binary: shorthand for one
+    /// version named `default`. Exactly one of `component` and `versions`.
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Named versions of the step's component, for a traffic split.
+    #[serde(default)]
+    pub versions: Vec<VersionSpec>,
+    /// How events are split across `versions` (percentages summing to 100),
+    /// with optional tags to address a version directly. Default: all
+    /// traffic to the last version listed.
+    #[serde(default)]
+    pub traffic: Vec<TrafficSpec>,
     /// Settings the guest reads through the `config` import.
     #[serde(default)]
     pub config: BTreeMap<String, ConfigValue>,
@@ -361,6 +371,32 @@ pub struct ModelSource {
     pub max_input_elements: usize,
 }
 
+/// One entry of `spec.versions`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSpec {
+    /// The version's name (`v1`), unique within the step.
+    pub name: String,
+    /// Its component, as `spec.component`.
+    pub component: String,
+}
+
+/// One entry of `spec.traffic`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSpec {
+    /// A name from `spec.versions`.
+    pub version: String,
+    /// Share of events, 0–100; all entries sum to 100.
+    pub percent: u32,
+    /// Address this version directly with `Stephost-Step-Tag: <step>=<tag>`.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+/// The name of the one version a `spec.component` shorthand makes.
+pub const DEFAULT_VERSION: &str = "default";
+
 /// A config value: YAML scalars are accepted and passed to the guest as text,
 /// so `threshold: 0.5` works without quotes; maps and lists are refused.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -411,12 +447,37 @@ impl WasmStepDoc {
         &self.metadata.name
     }
 
-    /// Where the component comes from.
-    pub fn source(&self) -> ComponentSource {
-        match self.spec.component.strip_prefix("builtin:") {
+    /// Every version: (name, where its component comes from), in order.
+    pub fn versions(&self) -> Vec<(String, ComponentSource)> {
+        let source = |text: &str| match text.strip_prefix("builtin:") {
             Some(name) => ComponentSource::Builtin(name.to_string()),
-            None => ComponentSource::File(self.base_dir.join(&self.spec.component)),
+            None => ComponentSource::File(self.base_dir.join(text)),
+        };
+        match &self.spec.component {
+            Some(c) => vec![(DEFAULT_VERSION.to_string(), source(c))],
+            None => self
+                .spec
+                .versions
+                .iter()
+                .map(|v| (v.name.clone(), source(&v.component)))
+                .collect(),
         }
+    }
+
+    /// The traffic split as (version index, percent, tag); defaults filled in.
+    pub fn traffic(&self) -> Vec<(usize, u32, Option<String>)> {
+        let names: Vec<String> = self.versions().into_iter().map(|(n, _)| n).collect();
+        if self.spec.traffic.is_empty() {
+            return vec![(names.len().saturating_sub(1), 100, None)];
+        }
+        self.spec
+            .traffic
+            .iter()
+            .filter_map(|t| {
+                let index = names.iter().position(|n| *n == t.version)?;
+                Some((index, t.percent, t.tag.clone()))
+            })
+            .collect()
     }
 
     /// The granted models, name → source, resolved against the manifest's
@@ -784,21 +845,126 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
     if doc.metadata.name.is_empty() {
         return Err(ManifestError::field(at, "metadata.name", "missing"));
     }
-    if doc.spec.component.is_empty() {
+    match (&doc.spec.component, doc.spec.versions.is_empty()) {
+        (Some(c), true) if c.is_empty() => {
+            return Err(ManifestError::field(
+                at,
+                "spec.component",
+                "must not be empty",
+            ));
+        }
+        (Some(_), true) => {}
+        (Some(_), false) => {
+            return Err(ManifestError::field(
+                at,
+                "spec",
+                "set either component (one version) or versions, not both",
+            ));
+        }
+        (None, true) => {
+            return Err(ManifestError::field(
+                at,
+                "spec.component",
+                "missing (or give spec.versions)",
+            ));
+        }
+        (None, false) => {}
+    }
+    if doc.spec.component.is_some() && !doc.spec.traffic.is_empty() {
         return Err(ManifestError::field(
             at,
-            "spec.component",
-            "must not be empty",
+            "spec.traffic",
+            "needs spec.versions (a single component takes all traffic)",
         ));
     }
-    if let ComponentSource::File(path) = doc.source()
-        && !path.is_file()
-    {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, v) in doc.spec.versions.iter().enumerate() {
+        let field = format!("spec.versions[{i}]");
+        if v.name.is_empty()
+            || !v
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.name"),
+                format!(
+                    "{:?} must be non-empty letters, digits, '-', '_' or '.'",
+                    v.name
+                ),
+            ));
+        }
+        if !names.insert(v.name.as_str()) {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.name"),
+                format!("version {:?} is listed twice", v.name),
+            ));
+        }
+        if v.component.is_empty() {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.component"),
+                "must not be empty",
+            ));
+        }
+    }
+    let mut total = 0u32;
+    let mut tags = std::collections::BTreeSet::new();
+    for (i, t) in doc.spec.traffic.iter().enumerate() {
+        let field = format!("spec.traffic[{i}]");
+        if !names.contains(t.version.as_str()) {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.version"),
+                format!(
+                    "no version {:?} in spec.versions (known: {})",
+                    t.version,
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if t.percent > 100 {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.percent"),
+                format!("{} is over 100", t.percent),
+            ));
+        }
+        total += t.percent;
+        if let Some(tag) = &t.tag
+            && (tag.is_empty() || !tags.insert(tag.as_str()))
+        {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.tag"),
+                format!("tag {tag:?} is empty or used twice"),
+            ));
+        }
+    }
+    if !doc.spec.traffic.is_empty() && total != 100 {
         return Err(ManifestError::field(
             at,
-            "spec.component",
-            format!("component file {} does not exist", path.display()),
+            "spec.traffic",
+            format!("percentages sum to {total}, not 100"),
         ));
+    }
+    for (i, (_, source)) in doc.versions().iter().enumerate() {
+        if let ComponentSource::File(path) = source
+            && !path.is_file()
+        {
+            let field = if doc.spec.component.is_some() {
+                "spec.component".to_string()
+            } else {
+                format!("spec.versions[{i}].component")
+            };
+            return Err(ManifestError::field(
+                at,
+                field,
+                format!("component file {} does not exist", path.display()),
+            ));
+        }
     }
     for (name, model) in doc.models() {
         let field = format!("spec.models.{name}");

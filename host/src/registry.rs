@@ -113,8 +113,70 @@ impl StepTarget {
 pub struct WasmStep {
     /// The step name (the WasmStep's `metadata.name`).
     pub name: String,
+    /// Its versions, each compiled with the step's limits, config and models.
+    pub versions: Vec<StepVersion>,
+    /// How events are split across versions (percentages sum to 100).
+    pub traffic: Vec<Traffic>,
+}
+
+/// One compiled version of a step.
+pub struct StepVersion {
+    /// The version's name (`default` for a `spec.component` shorthand).
+    pub name: String,
     /// The compiled component with its limits and config.
     pub component: StepComponent,
+}
+
+/// One traffic entry of a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Traffic {
+    /// Index into [`WasmStep::versions`].
+    pub version: usize,
+    /// Share of events, 0–100.
+    pub percent: u32,
+    /// Addresses this version directly (`Stephost-Step-Tag: <step>=<tag>`).
+    pub tag: Option<String>,
+}
+
+impl WasmStep {
+    /// The version a new event runs: the tagged one when `tag` names one,
+    /// otherwise one drawn by the traffic split with `roll` in 0..100.
+    pub fn pick(&self, tag: Option<&str>, roll: u32) -> &StepVersion {
+        if let Some(tag) = tag
+            && let Some(t) = self.traffic.iter().find(|t| t.tag.as_deref() == Some(tag))
+        {
+            return &self.versions[t.version];
+        }
+        let mut acc = 0;
+        for t in &self.traffic {
+            acc += t.percent;
+            if roll < acc {
+                return &self.versions[t.version];
+            }
+        }
+        // Percentages sum to 100 (validated), so this is only reached by a
+        // roll out of range: the last entry with traffic, else the last version.
+        let last = self
+            .traffic
+            .iter()
+            .rev()
+            .find(|t| t.percent > 0)
+            .map_or(self.versions.len() - 1, |t| t.version);
+        &self.versions[last]
+    }
+
+    /// Whether `tag` addresses one of this step's versions.
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.traffic.iter().any(|t| t.tag.as_deref() == Some(tag))
+    }
+
+    /// The step's tags, for error messages.
+    pub fn tags(&self) -> Vec<&str> {
+        self.traffic
+            .iter()
+            .filter_map(|t| t.tag.as_deref())
+            .collect()
+    }
 }
 
 /// One step of a resolved Sequence.
@@ -245,39 +307,9 @@ impl Registry {
                     },
                 });
             }
-            let compiled = match doc.source() {
-                ComponentSource::File(path) => {
-                    runtime.compile_file(&path, limits, doc.config_pairs())
-                }
-                ComponentSource::Builtin(name) => {
-                    let bytes =
-                        builtins
-                            .get(&name)
-                            .ok_or_else(|| RegistryError::UnknownBuiltin {
-                                at: at.clone(),
-                                name: name.clone(),
-                                known: builtins.names().join(", "),
-                            })?;
-                    runtime.compile(
-                        &format!("builtin:{name}"),
-                        bytes,
-                        limits,
-                        doc.config_pairs(),
-                    )
-                }
-            }
-            .map_err(|source| RegistryError::Component {
-                at: at.clone(),
-                source,
-            })?;
-            let compiled = if doc.spec.reuse_instances {
-                compiled.with_warm_instances()
-            } else {
-                compiled
-            };
             let grants = doc.models();
-            let compiled = if grants.is_empty() && !doc.spec.allow_model_load {
-                compiled
+            let step_models = if grants.is_empty() && !doc.spec.allow_model_load {
+                None
             } else {
                 let mut graphs = HashMap::new();
                 for (name, source) in grants {
@@ -303,15 +335,66 @@ impl Registry {
                     };
                     graphs.insert(name, loaded);
                 }
-                compiled.with_models(StepModels::new(
+                Some(StepModels::new(
                     graphs,
                     doc.spec.allow_model_load,
                     runtime.inference_pool(),
                 ))
             };
+            let mut versions = Vec::new();
+            for (version, source) in doc.versions() {
+                let compiled = match source {
+                    ComponentSource::File(path) => {
+                        runtime.compile_file(&path, limits, doc.config_pairs())
+                    }
+                    ComponentSource::Builtin(name) => {
+                        let bytes =
+                            builtins
+                                .get(&name)
+                                .ok_or_else(|| RegistryError::UnknownBuiltin {
+                                    at: at.clone(),
+                                    name: name.clone(),
+                                    known: builtins.names().join(", "),
+                                })?;
+                        runtime.compile(
+                            &format!("builtin:{name}"),
+                            bytes,
+                            limits,
+                            doc.config_pairs(),
+                        )
+                    }
+                }
+                .map_err(|source| RegistryError::Component {
+                    at: at.clone(),
+                    source,
+                })?;
+                let compiled = if doc.spec.reuse_instances {
+                    compiled.with_warm_instances()
+                } else {
+                    compiled
+                };
+                let compiled = match &step_models {
+                    Some(m) => compiled.with_models(m.clone()),
+                    None => compiled,
+                };
+                versions.push(StepVersion {
+                    name: version,
+                    component: compiled,
+                });
+            }
+            let traffic = doc
+                .traffic()
+                .into_iter()
+                .map(|(version, percent, tag)| Traffic {
+                    version,
+                    percent,
+                    tag,
+                })
+                .collect();
             let step = WasmStep {
                 name: doc.name().to_string(),
-                component: compiled,
+                versions,
+                traffic,
             };
             steps.insert(step.name.clone(), Arc::new(step));
         }

@@ -30,7 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::event;
 use crate::metrics::{Metrics, labels};
-use crate::registry::{Delivery, Sequence, StepTarget};
+use crate::registry::{Delivery, Sequence, StepTarget, StepVersion, WasmStep};
 use crate::runtime::StepFailure;
 
 /// Bound of one call to a remote step or sink when the delivery spec sets no
@@ -55,12 +55,27 @@ pub struct Inbound {
     pub headers: HeaderMap,
     /// The inbound W3C trace context, continued on every hop.
     pub trace: TraceContext,
+    /// `Stephost-Step-Tag: <step>=<tag>` pairs: run that step's tagged version.
+    pub tags: Vec<(String, String)>,
     /// This host's base URL as the sender reached it, for the
     /// `knativeerrordest` of a failed Wasm step (`{base}/steps/{name}`).
     pub self_base: String,
 }
 
 impl Inbound {
+    /// The tag asked for `step`, if any.
+    pub fn tag_for(&self, step: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|(s, _)| s == step)
+            .map(|(_, t)| t.as_str())
+    }
+
+    /// The version of `step` this event runs (tag, else the traffic split).
+    pub fn choose<'a>(&self, step: &'a WasmStep) -> &'a StepVersion {
+        step.pick(self.tag_for(&step.name), (random_u64() % 100) as u32)
+    }
+
     /// Pick what travels on out of an inbound request.
     pub fn from_request(headers: &HeaderMap) -> Self {
         let mut kept = HeaderMap::new();
@@ -79,8 +94,19 @@ impl Inbound {
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
             .unwrap_or("localhost");
+        let tags = headers
+            .get_all("stephost-step-tag")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|pair| {
+                let (step, tag) = pair.trim().split_once('=')?;
+                Some((step.trim().to_string(), tag.trim().to_string()))
+            })
+            .collect();
         Self {
             headers: kept,
+            tags,
             trace: TraceContext::from_headers(headers),
             self_base: format!("http://{host}"),
         }
@@ -244,6 +270,8 @@ pub struct Dispatcher {
     client: Client<HttpConnector, Full<Bytes>>,
     /// Step counts, latencies and retries are recorded here.
     metrics: Arc<Metrics>,
+    /// Add `stephostversions` (which version ran each Wasm step) to outputs.
+    versions_extension: bool,
 }
 
 impl Default for Dispatcher {
@@ -261,7 +289,29 @@ impl Dispatcher {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Self { client, metrics }
+        Self {
+            client,
+            metrics,
+            versions_extension: true,
+        }
+    }
+
+    /// Whether outputs carry the `stephostversions` extension (default on).
+    pub fn with_versions_extension(mut self, on: bool) -> Self {
+        self.versions_extension = on;
+        self
+    }
+
+    /// Record which versions ran on the event leaving the host.
+    pub fn stamp_versions(&self, event: &mut Event, versions: &[(String, String)]) {
+        if self.versions_extension && !versions.is_empty() {
+            let value = versions
+                .iter()
+                .map(|(s, v)| format!("{s}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            event.set_extension("stephostversions", ExtensionValue::String(value));
+        }
     }
 
     /// The retry counter of one target.
@@ -286,10 +336,27 @@ impl Dispatcher {
         let mut last_delivery = Delivery::default();
         // The last step's input, kept for the dead-letter sink of the reply hop.
         let mut last_input: Option<Event> = None;
+        let mut versions: Vec<(String, String)> = Vec::new();
         for (index, step) in seq.steps.iter().enumerate() {
-            let attempt = || self.call_step(&step.target, event.clone(), &seq.namespace, inbound);
+            // One version per step per event, kept across retries.
+            let version = match &step.target {
+                StepTarget::Wasm(w) => Some(inbound.choose(w)),
+                StepTarget::Remote(_) => None,
+            };
+            let attempt = || {
+                self.call_step(
+                    &step.target,
+                    version,
+                    event.clone(),
+                    &seq.namespace,
+                    inbound,
+                )
+            };
             let retries = self.retries(&step.target.label());
             let result = retrying(&step.delivery, &retries, attempt).await;
+            if let (Some(v), StepTarget::Wasm(w)) = (version, &step.target) {
+                versions.push((w.name.clone(), v.name.clone()));
+            }
             match result {
                 Ok(Some(next)) => last_input = Some(std::mem::replace(&mut event, next)),
                 Ok(None) => {
@@ -315,6 +382,7 @@ impl Dispatcher {
             }
             last_delivery = step.delivery.clone();
         }
+        self.stamp_versions(&mut event, &versions);
         let Some(url) = &seq.reply else {
             return Ok(Delivered::Returned(Box::new(event)));
         };
@@ -395,13 +463,22 @@ impl Dispatcher {
     pub async fn call_step(
         &self,
         target: &StepTarget,
+        version: Option<&StepVersion>,
         event: Event,
         namespace: &str,
         inbound: &Inbound,
     ) -> Result<Option<Event>, HopError> {
         let started = std::time::Instant::now();
-        let result = self.call_step_once(target, event, namespace, inbound).await;
+        let version = match (version, target) {
+            (Some(v), _) => Some(v),
+            (None, StepTarget::Wasm(w)) => Some(inbound.choose(w)),
+            (None, StepTarget::Remote(_)) => None,
+        };
+        let result = self
+            .call_step_once(target, version, event, namespace, inbound)
+            .await;
         let step = target.label();
+        let version_label = version.map_or("", |v| v.name.as_str());
         let outcome = match &result {
             Ok(Some(_)) => "forwarded",
             Ok(None) => "dropped",
@@ -409,11 +486,15 @@ impl Dispatcher {
         };
         self.metrics
             .step_seconds
-            .get_or_create(&labels(&[("step", &step)]))
+            .get_or_create(&labels(&[("step", &step), ("version", version_label)]))
             .observe(started.elapsed().as_secs_f64());
         self.metrics
             .steps
-            .get_or_create(&labels(&[("step", &step), ("outcome", outcome)]))
+            .get_or_create(&labels(&[
+                ("step", &step),
+                ("version", version_label),
+                ("outcome", outcome),
+            ]))
             .inc();
         result
     }
@@ -421,13 +502,15 @@ impl Dispatcher {
     async fn call_step_once(
         &self,
         target: &StepTarget,
+        version: Option<&StepVersion>,
         event: Event,
         namespace: &str,
         inbound: &Inbound,
     ) -> Result<Option<Event>, HopError> {
         match target {
             StepTarget::Wasm(step) => {
-                let output = step
+                let version = version.unwrap_or_else(|| inbound.choose(step));
+                let output = version
                     .component
                     .handle(event::to_wit(&event))
                     .await

@@ -47,6 +47,12 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Turn the `stephostversions` extension on outputs on or off.
+    pub fn with_versions_extension(mut self, on: bool) -> Self {
+        self.dispatcher = self.dispatcher.with_versions_extension(on);
+        self
+    }
+
     /// State with no configuration loaded yet (not ready).
     pub fn new(max_event_bytes: usize) -> Self {
         let metrics = Arc::new(Metrics::new());
@@ -198,6 +204,9 @@ async fn ingress(
             )
         })?,
     };
+    if headers.contains_key("stephost-step-tag") {
+        check_tags(&registry, &Inbound::from_request(&headers))?;
+    }
     Ok(run_sequence(state, &seq, headers, body).await)
 }
 
@@ -216,18 +225,47 @@ async fn step_endpoint(
     };
     let event = read_event(&state, &headers, body).await?;
     let inbound = Inbound::from_request(&headers);
-    let target = StepTarget::Wasm(step);
+    check_tags(&registry, &inbound)?;
+    let version = inbound.choose(&step);
+    let stamp = vec![(step.name.clone(), version.name.clone())];
+    let target = StepTarget::Wasm(step.clone());
     Ok(
         match state
             .dispatcher
-            .call_step(&target, event, "", &inbound)
+            .call_step(&target, Some(version), event, "", &inbound)
             .await
         {
-            Ok(Some(output)) => event_response(StatusCode::OK, output),
+            Ok(Some(mut output)) => {
+                state.dispatcher.stamp_versions(&mut output, &stamp);
+                event_response(StatusCode::OK, output)
+            }
             Ok(None) => StatusCode::ACCEPTED.into_response(),
             Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
         },
     )
+}
+
+/// A `Stephost-Step-Tag` must name a step and one of its tags: a request for
+/// a version that does not exist is refused, not silently split.
+fn check_tags(registry: &Registry, inbound: &Inbound) -> Result<(), ApiError> {
+    for (step, tag) in &inbound.tags {
+        let Some(s) = registry.steps.get(step) else {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                format!("Stephost-Step-Tag: no WasmStep named {step:?}"),
+            ));
+        };
+        if !s.has_tag(tag) {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Stephost-Step-Tag: step {step:?} has no version tagged {tag:?} (tags: {})",
+                    s.tags().join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn run_sequence(

@@ -16,6 +16,7 @@ mod observability;
 mod reload;
 mod sentiment;
 mod support;
+mod versions;
 
 /// Fails to compile when a guest in `guests/` has no test named after it in
 /// `guests.rs`: every built guest must be exercised.

@@ -169,8 +169,8 @@ fn missing_and_wrong_components_are_refused() {
 fn yaml_errors_unknown_kinds_and_duplicates_are_refused() {
     assert_refused("spec: [unclosed", &["not valid YAML"]);
     assert_refused(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-        &["document 1", "unsupported v1 ConfigMap"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+        &["document 1", "unsupported apps/v1 Deployment"],
     );
     let twice = format!("{}{}", appenders(&["one"]), appenders(&["one"]));
     assert_refused(&twice, &["two WasmStep documents are named \"one\""]);

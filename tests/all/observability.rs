@@ -84,9 +84,9 @@ async fn metrics_parse_and_count_events_steps_and_outcomes() {
         r#"stephost_events_total{outcome="returned",sequence="solo"} 3"#,
         r#"stephost_events_total{outcome="dropped",sequence="drops"} 1"#,
         r#"stephost_events_total{outcome="rejected",sequence="solo"} 1"#,
-        r#"stephost_step_events_total{outcome="forwarded",step="a"} 4"#,
-        r#"stephost_step_events_total{outcome="dropped",step="d"} 1"#,
-        r#"stephost_step_duration_seconds_count{step="a"} 4"#,
+        r#"stephost_step_events_total{outcome="forwarded",step="a",version="default"} 4"#,
+        r#"stephost_step_events_total{outcome="dropped",step="d",version="default"} 1"#,
+        r#"stephost_step_duration_seconds_count{step="a",version="default"} 4"#,
         r#"stephost_events_in_flight{} 0"#,
     ] {
         assert!(
