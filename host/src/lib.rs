@@ -9,6 +9,7 @@
 
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod builtin;
 pub mod event;
 mod guest_log;

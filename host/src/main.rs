@@ -77,6 +77,9 @@ struct ServeArgs {
     /// Wasm step handled the event) to output events.
     #[arg(long)]
     no_versions_extension: bool,
+    /// Largest component the admin API accepts (PUT .../versions/...).
+    #[arg(long, default_value = "128Mi")]
+    max_component_bytes: String,
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -306,6 +309,11 @@ fn serve(args: ServeArgs) -> Result<()> {
     let drain_timeout = parse_duration(&args.drain_timeout)
         .map_err(anyhow::Error::msg)
         .context("--drain-timeout")?;
+    let max_component_bytes =
+        parse_quantity(&serde_yaml::Value::String(args.max_component_bytes.clone()))
+            .map_err(anyhow::Error::msg)
+            .context("--max-component-bytes")?;
+    let max_component_bytes = usize::try_from(max_component_bytes).unwrap_or(usize::MAX);
     let watch_interval = parse_duration(&args.watch_interval)
         .map_err(anyhow::Error::msg)
         .context("--watch-interval")?;
@@ -317,7 +325,9 @@ fn serve(args: ServeArgs) -> Result<()> {
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     tokio.block_on(async move {
         let state = Arc::new(
-            AppState::new(max_event_bytes).with_versions_extension(!args.no_versions_extension),
+            AppState::new(max_event_bytes)
+                .with_versions_extension(!args.no_versions_extension)
+                .with_admin_token(std::env::var("STEPHOST_ADMIN_TOKEN").ok(), max_component_bytes),
         );
         let addr = SocketAddr::new(args.host, args.port);
         let listener = tokio::net::TcpListener::bind(addr)
@@ -352,6 +362,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             );
         }
         compile_state.live.store(Some(Arc::new(registry)));
+        let _ = compile_state.runtime.set(runtime.clone());
         tracing::info!("ready");
         if !watched.is_empty() && !watch_interval.is_zero() {
             let reloader = Reloader {

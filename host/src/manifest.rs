@@ -382,7 +382,7 @@ pub struct VersionSpec {
 }
 
 /// One entry of `spec.traffic`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSpec {
     /// A name from `spec.versions`.
@@ -910,45 +910,9 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
             ));
         }
     }
-    let mut total = 0u32;
-    let mut tags = std::collections::BTreeSet::new();
-    for (i, t) in doc.spec.traffic.iter().enumerate() {
-        let field = format!("spec.traffic[{i}]");
-        if !names.contains(t.version.as_str()) {
-            return Err(ManifestError::field(
-                at,
-                format!("{field}.version"),
-                format!(
-                    "no version {:?} in spec.versions (known: {})",
-                    t.version,
-                    names.iter().copied().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        if t.percent > 100 {
-            return Err(ManifestError::field(
-                at,
-                format!("{field}.percent"),
-                format!("{} is over 100", t.percent),
-            ));
-        }
-        total += t.percent;
-        if let Some(tag) = &t.tag
-            && (tag.is_empty() || !tags.insert(tag.as_str()))
-        {
-            return Err(ManifestError::field(
-                at,
-                format!("{field}.tag"),
-                format!("tag {tag:?} is empty or used twice"),
-            ));
-        }
-    }
-    if !doc.spec.traffic.is_empty() && total != 100 {
-        return Err(ManifestError::field(
-            at,
-            "spec.traffic",
-            format!("percentages sum to {total}, not 100"),
-        ));
+    if !doc.spec.traffic.is_empty() {
+        check_traffic(&doc.spec.traffic, &names)
+            .map_err(|(field, message)| ManifestError::field(at, field, message))?;
     }
     for (i, (_, source)) in doc.versions().iter().enumerate() {
         if let ComponentSource::File(path) = source
@@ -1015,6 +979,55 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Check a traffic split against a step's version names: known versions,
+/// percentages 0–100 summing to 100, unique non-empty tags. The error is
+/// (field path, message). Shared by manifests and the admin API.
+pub fn check_traffic(
+    traffic: &[TrafficSpec],
+    names: &std::collections::BTreeSet<&str>,
+) -> Result<(), (String, String)> {
+    if traffic.is_empty() {
+        return Err(("spec.traffic".into(), "must not be empty".into()));
+    }
+    let mut total = 0u32;
+    let mut tags = std::collections::BTreeSet::new();
+    for (i, t) in traffic.iter().enumerate() {
+        let field = format!("spec.traffic[{i}]");
+        if !names.contains(t.version.as_str()) {
+            return Err((
+                format!("{field}.version"),
+                format!(
+                    "no version {:?} in spec.versions (known: {})",
+                    t.version,
+                    names.iter().copied().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        if t.percent > 100 {
+            return Err((
+                format!("{field}.percent"),
+                format!("{} is over 100", t.percent),
+            ));
+        }
+        total += t.percent;
+        if let Some(tag) = &t.tag
+            && (tag.is_empty() || !tags.insert(tag.as_str()))
+        {
+            return Err((
+                format!("{field}.tag"),
+                format!("tag {tag:?} is empty or used twice"),
+            ));
+        }
+    }
+    if total != 100 {
+        return Err((
+            "spec.traffic".into(),
+            format!("percentages sum to {total}, not 100"),
+        ));
     }
     Ok(())
 }

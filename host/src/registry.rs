@@ -117,14 +117,39 @@ pub struct WasmStep {
     pub versions: Vec<StepVersion>,
     /// How events are split across versions (percentages sum to 100).
     pub traffic: Vec<Traffic>,
+    /// The split before the last admin change, for `rollback` (empty: none).
+    pub previous_traffic: Vec<Traffic>,
 }
 
 /// One compiled version of a step.
+#[derive(Clone)]
 pub struct StepVersion {
     /// The version's name (`default` for a `spec.component` shorthand).
     pub name: String,
     /// The compiled component with its limits and config.
     pub component: StepComponent,
+    /// SHA-256 of the component's bytes (hex), to tell builds apart.
+    pub digest: String,
+    /// Events this version handled and how many failed (all attempts).
+    pub stats: Arc<VersionStats>,
+}
+
+/// Per-version counters, kept across configuration swaps of the same version.
+#[derive(Debug, Default)]
+pub struct VersionStats {
+    /// Step calls.
+    pub events: std::sync::atomic::AtomicU64,
+    /// Step calls that failed.
+    pub errors: std::sync::atomic::AtomicU64,
+}
+
+/// Hex SHA-256 of component bytes.
+pub fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// One traffic entry of a step.
@@ -239,6 +264,7 @@ impl Delivery {
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 /// A Sequence ready to run.
+#[derive(Clone)]
 pub struct Sequence {
     /// `metadata.name`.
     pub name: String,
@@ -255,6 +281,7 @@ pub struct Sequence {
 }
 
 /// The whole live configuration.
+#[derive(Clone)]
 pub struct Registry {
     /// Sequences by name.
     pub sequences: BTreeMap<String, Arc<Sequence>>,
@@ -343,9 +370,17 @@ impl Registry {
             };
             let mut versions = Vec::new();
             for (version, source) in doc.versions() {
-                let compiled = match source {
+                let (origin, bytes): (String, std::borrow::Cow<'static, [u8]>) = match source {
                     ComponentSource::File(path) => {
-                        runtime.compile_file(&path, limits, doc.config_pairs())
+                        let bytes =
+                            std::fs::read(&path).map_err(|source| RegistryError::Component {
+                                at: at.clone(),
+                                source: RuntimeError::Read {
+                                    path: path.display().to_string(),
+                                    source,
+                                },
+                            })?;
+                        (path.display().to_string(), bytes.into())
                     }
                     ComponentSource::Builtin(name) => {
                         let bytes =
@@ -356,18 +391,15 @@ impl Registry {
                                     name: name.clone(),
                                     known: builtins.names().join(", "),
                                 })?;
-                        runtime.compile(
-                            &format!("builtin:{name}"),
-                            bytes,
-                            limits,
-                            doc.config_pairs(),
-                        )
+                        (format!("builtin:{name}"), bytes.into())
                     }
-                }
-                .map_err(|source| RegistryError::Component {
-                    at: at.clone(),
-                    source,
-                })?;
+                };
+                let compiled = runtime
+                    .compile(&origin, &bytes, limits, doc.config_pairs())
+                    .map_err(|source| RegistryError::Component {
+                        at: at.clone(),
+                        source,
+                    })?;
                 let compiled = if doc.spec.reuse_instances {
                     compiled.with_warm_instances()
                 } else {
@@ -380,6 +412,8 @@ impl Registry {
                 versions.push(StepVersion {
                     name: version,
                     component: compiled,
+                    digest: digest(&bytes),
+                    stats: Arc::default(),
                 });
             }
             let traffic = doc
@@ -395,6 +429,7 @@ impl Registry {
                 name: doc.name().to_string(),
                 versions,
                 traffic,
+                previous_traffic: Vec::new(),
             };
             steps.insert(step.name.clone(), Arc::new(step));
         }
@@ -404,6 +439,31 @@ impl Registry {
             sequences.insert(seq.name.clone(), Arc::new(seq));
         }
         Ok(Self { sequences, steps })
+    }
+
+    /// A copy of this configuration with `step` replaced (by name) in the
+    /// step table and in every Sequence that runs it. The original is not
+    /// touched: events that entered with it finish on it.
+    pub fn with_step(&self, step: WasmStep) -> Registry {
+        let step = Arc::new(step);
+        let mut steps = self.steps.clone();
+        steps.insert(step.name.clone(), step.clone());
+        let sequences = self
+            .sequences
+            .iter()
+            .map(|(name, seq)| {
+                let mut seq = (**seq).clone();
+                for s in &mut seq.steps {
+                    if let StepTarget::Wasm(w) = &s.target
+                        && w.name == step.name
+                    {
+                        s.target = StepTarget::Wasm(step.clone());
+                    }
+                }
+                (name.clone(), Arc::new(seq))
+            })
+            .collect();
+        Registry { sequences, steps }
     }
 
     /// The Sequence `POST /` runs: the only one there is.

@@ -384,6 +384,23 @@ impl StepComponent {
         self
     }
 
+    /// Compile other bytes with this component's settings (limits, config,
+    /// model grant, instance reuse): a new version of the same step.
+    /// CPU-heavy: call it off the async reactor.
+    pub fn sibling(
+        &self,
+        runtime: &Runtime,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<StepComponent, RuntimeError> {
+        let mut compiled = runtime.compile(origin, bytes, self.limits, (*self.config).clone())?;
+        compiled.models = self.models.clone();
+        if self.warm.is_some() {
+            compiled = compiled.with_warm_instances();
+        }
+        Ok(compiled)
+    }
+
     /// Grant the step models through wasi:nn (`load-by-name`). Without a
     /// grant every wasi:nn load fails with a wasi-nn error.
     pub fn with_models(mut self, models: StepModels) -> Self {

@@ -479,6 +479,13 @@ impl Dispatcher {
             .await;
         let step = target.label();
         let version_label = version.map_or("", |v| v.name.as_str());
+        if let Some(v) = version {
+            use std::sync::atomic::Ordering::Relaxed;
+            v.stats.events.fetch_add(1, Relaxed);
+            if result.is_err() {
+                v.stats.errors.fetch_add(1, Relaxed);
+            }
+        }
         let outcome = match &result {
             Ok(Some(_)) => "forwarded",
             Ok(None) => "dropped",

@@ -4,6 +4,7 @@
 //! - `POST /steps/{name}`: run one Wasm step and answer as a Knative
 //!   subscriber does (200 + event, or 202 with no body when it drops).
 //! - `GET /healthz` (alive), `GET /readyz` (every component compiled).
+//! - `/admin/...` when `STEPHOST_ADMIN_TOKEN` is set (see `admin`).
 //!
 //! Errors are JSON `{"error": "...", "status": N}`; nothing is acknowledged
 //! (2xx) before the event reached the reply, was returned, or was dropped by a
@@ -44,9 +45,29 @@ pub struct AppState {
     /// Why the last manifest reload failed (the old configuration keeps
     /// serving); cleared by the next successful one. Shown by `/readyz`.
     pub reload_error: std::sync::Mutex<Option<String>>,
+    /// `STEPHOST_ADMIN_TOKEN`: the admin API exists only when set.
+    pub admin_token: Option<String>,
+    /// Largest component the admin API accepts.
+    pub max_component_bytes: usize,
+    /// The runtime, for compiling admin uploads (set once compiled).
+    pub runtime: std::sync::OnceLock<Arc<crate::runtime::Runtime>>,
+    /// Serialises admin changes (each a read-modify-swap of the snapshot).
+    pub admin_lock: tokio::sync::Mutex<()>,
 }
 
+/// Largest component upload by default: the biggest reference guest with a
+/// model inside (sentiment-tract) is 65 MB; 128 MiB leaves room while
+/// bounding what one request can make the host hold.
+pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 128 << 20;
+
 impl AppState {
+    /// Enable the admin API with this bearer token (empty = stays off).
+    pub fn with_admin_token(mut self, token: Option<String>, max_component_bytes: usize) -> Self {
+        self.admin_token = token.filter(|t| !t.is_empty());
+        self.max_component_bytes = max_component_bytes;
+        self
+    }
+
     /// Turn the `stephostversions` extension on outputs on or off.
     pub fn with_versions_extension(mut self, on: bool) -> Self {
         self.dispatcher = self.dispatcher.with_versions_extension(on);
@@ -62,13 +83,22 @@ impl AppState {
             max_event_bytes,
             metrics,
             reload_error: std::sync::Mutex::new(None),
+            admin_token: None,
+            max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
+            runtime: std::sync::OnceLock::new(),
+            admin_lock: tokio::sync::Mutex::new(()),
         }
     }
 }
 
 /// The router for all endpoints.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let admin = if state.admin_token.is_some() {
+        crate::admin::router()
+    } else {
+        Router::new()
+    };
+    admin
         .route("/", post(ingress_default).options(options))
         .route("/sequences/{name}", post(ingress_named).options(options))
         .route("/steps/{name}", post(step_endpoint).options(options))

@@ -2,6 +2,7 @@
 //! built from `guests/`, real HTTP clients and sinks. One test binary (one
 //! link step), one module per concern.
 
+mod admin;
 mod chain;
 mod content_filter;
 mod delivery;

@@ -240,6 +240,22 @@ pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -
         .expect("POST")
 }
 
+/// Any method, headers and body.
+pub async fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Exchange {
+    let mut req = http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(req.body(Full::new(body.into())).expect("request"))
+        .await
+        .expect("request")
+}
+
 /// GET a URL.
 pub async fn get(url: &str) -> Result<Exchange, String> {
     send(

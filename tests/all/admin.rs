@@ -1,0 +1,181 @@
+//! The admin API: off without a token, 401 without the right one; upload a
+//! version, shift traffic to it, roll back — live, while events keep
+//! succeeding — and a bad upload changes nothing.
+
+use stephost::builtin::{APPENDER, DROPPER, FAULTY};
+
+use crate::support::{Host, ce_headers, post, request, sequence, wasm_step};
+
+const TOKEN: &str = "s3cret-admin-token";
+
+fn manifest() -> String {
+    format!(
+        "{}{}",
+        sequence("s", &["a"], None),
+        wasm_step("a", APPENDER, &[("suffix", "-a")], "")
+    )
+}
+
+async fn admin(
+    host: &Host,
+    method: &str,
+    path: &str,
+    body: impl Into<bytes::Bytes>,
+) -> crate::support::Exchange {
+    let auth = format!("Bearer {TOKEN}");
+    request(
+        method,
+        &format!("{}{path}", host.url),
+        &[("authorization", &auth)],
+        body,
+    )
+    .await
+}
+
+async fn send(host: &Host, id: &str) -> (u16, String, String) {
+    let out = post(&host.url, &ce_headers(id, "text/plain"), "x").await;
+    (
+        out.status,
+        out.text(),
+        out.header("ce-stephostversions").to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_there_is_no_admin_api_and_a_wrong_token_is_401() {
+    let off = Host::start(&manifest(), &[]).await;
+    let out = request(
+        "GET",
+        &format!("{}/admin/steps", off.url),
+        &[("authorization", "Bearer x")],
+        "",
+    )
+    .await;
+    assert_eq!(out.status, 404, "{}", out.text());
+
+    let on = Host::start_with_env(&manifest(), &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer s3cret-admin-toke"),
+        Some(TOKEN),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", *a)).collect();
+        let out = request("GET", &format!("{}/admin/steps", on.url), &headers, "").await;
+        assert_eq!(out.status, 401, "{auth:?}: {}", out.text());
+    }
+    let out = admin(&on, "GET", "/admin/steps", "").await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    let steps = out.json();
+    assert_eq!(steps["steps"][0]["name"], "a");
+    assert_eq!(steps["steps"][0]["versions"][0]["name"], "default");
+    assert!(
+        steps["steps"][0]["versions"][0]["digest"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sha256:"),
+        "{steps}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_shift_and_roll_back_live_and_bad_uploads_change_nothing() {
+    let host = Host::start_with_env(&manifest(), &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
+    assert_eq!(
+        send(&host, "e0").await,
+        (200, "x-a".into(), "a=default".into())
+    );
+
+    // Bad uploads: not a component; a component of the wrong world.
+    let out = admin(&host, "PUT", "/admin/steps/a/versions/v2", "not wasm").await;
+    assert_eq!(out.status, 422, "{}", out.text());
+    assert!(
+        out.text().contains("not a valid WebAssembly component"),
+        "{}",
+        out.text()
+    );
+    let core_module = b"\0asm\x01\0\0\0".to_vec();
+    let out = admin(&host, "PUT", "/admin/steps/a/versions/v2", core_module).await;
+    assert_eq!(out.status, 422, "{}", out.text());
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/nope/versions/v2",
+        std::fs::read(DROPPER).expect("dropper"),
+    )
+    .await;
+    assert_eq!(out.status, 404, "{}", out.text());
+    assert_eq!(send(&host, "e1").await.2, "a=default", "nothing changed");
+
+    // Upload v2 (the dropper): added with no traffic.
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/a/versions/v2",
+        std::fs::read(DROPPER).expect("dropper"),
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.json()["versions"][1]["name"], "v2");
+    assert_eq!(send(&host, "e2").await.2, "a=default");
+
+    // A split that does not sum to 100 is refused.
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/a/traffic",
+        r#"{"traffic":[{"version":"default","percent":50},{"version":"v2","percent":40}]}"#,
+    )
+    .await;
+    assert_eq!(out.status, 400, "{}", out.text());
+    assert!(
+        out.text().contains("percentages sum to 90"),
+        "{}",
+        out.text()
+    );
+
+    // All traffic to v2: events are dropped by the new version (202).
+    let out = admin(&host, "PUT", "/admin/steps/a/traffic",
+        r#"{"traffic":[{"version":"default","percent":0},{"version":"v2","percent":100,"tag":"next"}]}"#).await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    for i in 0..10 {
+        let out = post(&host.url, &ce_headers(&format!("d{i}"), "text/plain"), "x").await;
+        assert_eq!(out.status, 202, "v2 drops: {}", out.text());
+    }
+    // Roll back: the previous split, events appended again.
+    let out = admin(&host, "POST", "/admin/steps/a/rollback", "").await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(
+        send(&host, "e3").await,
+        (200, "x-a".into(), "a=default".into())
+    );
+
+    let listed = admin(&host, "GET", "/admin/steps", "").await.json();
+    let before = listed["steps"][0]["versions"][1].clone();
+    assert_eq!(before["events"], 10, "{listed}");
+    assert_eq!(
+        listed["steps"][0]["previousTraffic"][1]["tag"], "next",
+        "{listed}"
+    );
+
+    // Replace v2 in place with another build: a new digest, counts from zero.
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/a/versions/v2",
+        std::fs::read(FAULTY).expect("faulty"),
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    let listed = admin(&host, "GET", "/admin/steps", "").await.json();
+    let after = &listed["steps"][0]["versions"][1];
+    assert_ne!(after["digest"], before["digest"], "{listed}");
+    assert_eq!(after["events"], 0, "{listed}");
+    assert!(
+        listed["steps"][0]["versions"][0]["events"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3,
+        "{listed}"
+    );
+}
