@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::manifest::{TrafficSpec, check_traffic};
-use crate::registry::{Registry, StepVersion, Traffic, WasmStep, digest};
+use crate::registry::{Registry, StepVersion, Traffic, WasmStep, digest, smoke_test};
 use crate::server::{ApiError, AppState};
 
 /// The `/admin` routes (mounted only when a token is configured).
@@ -188,6 +188,14 @@ async fn upload(
                 )
             })?
             .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    if let Some(event) = &step.smoke_event {
+        smoke_test(&compiled, event).await.map_err(|e| {
+            fail(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("version {version:?} failed the step's smoke event: {e}"),
+            )
+        })?;
+    }
     let new_version = StepVersion {
         name: version.clone(),
         component: compiled,
@@ -199,6 +207,7 @@ async fn upload(
         versions: step.versions.clone(),
         traffic: step.traffic.clone(),
         previous_traffic: step.previous_traffic.clone(),
+        smoke_event: step.smoke_event.clone(),
     };
     match updated.versions.iter().position(|v| v.name == version) {
         Some(i) => updated.versions[i] = new_version,
@@ -251,6 +260,7 @@ async fn set_traffic(
         versions: step.versions.clone(),
         traffic,
         previous_traffic: step.traffic.clone(),
+        smoke_event: step.smoke_event.clone(),
     };
     tracing::info!(step = %step_name, "admin: traffic changed");
     Ok(axum::Json(publish(&state, &registry, updated)).into_response())
@@ -278,6 +288,7 @@ async fn rollback(
         versions: step.versions.clone(),
         traffic: step.previous_traffic.clone(),
         previous_traffic: step.traffic.clone(),
+        smoke_event: step.smoke_event.clone(),
     };
     tracing::warn!(step = %step_name, "admin: rolled back");
     Ok(axum::Json(publish(&state, &registry, updated)).into_response())

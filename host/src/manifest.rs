@@ -335,6 +335,11 @@ pub struct WasmStepSpec {
     /// parses and optimises a graph: costly). Default: refused.
     #[serde(default)]
     pub allow_model_load: bool,
+    /// A CloudEvent (structured-mode fields as YAML) every new version must
+    /// handle without failing before it goes live (at start, on reload, on
+    /// an admin upload). Default: none.
+    #[serde(default)]
+    pub smoke_event: Option<serde_yaml::Value>,
 }
 
 /// One entry of `spec.models`: `name: ./model.onnx` or the long form with
@@ -507,6 +512,12 @@ impl WasmStepDoc {
                 )
             })
             .collect()
+    }
+
+    /// The smoke event as a CloudEvent. Validated at load.
+    pub fn smoke_event(&self) -> Option<Result<cloudevents::Event, String>> {
+        let value = self.spec.smoke_event.as_ref()?;
+        Some(smoke_event(value))
     }
 
     /// The step's limits, defaults filled in. Validated at load.
@@ -930,6 +941,13 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
             ));
         }
     }
+    if let Some(Err(e)) = doc.smoke_event() {
+        return Err(ManifestError::field(
+            at,
+            "spec.smokeEvent",
+            format!("not a valid CloudEvent: {e}"),
+        ));
+    }
     for (name, model) in doc.models() {
         let field = format!("spec.models.{name}");
         if name.is_empty() {
@@ -981,6 +999,18 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
         }
     }
     Ok(())
+}
+
+/// A YAML map of structured-mode CloudEvent fields as an event, checked as
+/// an inbound event would be.
+fn smoke_event(value: &serde_yaml::Value) -> Result<cloudevents::Event, String> {
+    let json = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/cloudevents+json"),
+    );
+    crate::event::from_http(&headers, json).map_err(|e| e.to_string())
 }
 
 /// Check a traffic split against a step's version names: known versions,

@@ -78,6 +78,16 @@ pub enum RegistryError {
         /// Why.
         message: String,
     },
+    /// A version failed the step's smoke event.
+    #[error("{at}: spec.smokeEvent: version {version:?} failed its smoke event: {message}")]
+    Smoke {
+        /// The WasmStep document.
+        at: String,
+        /// The version.
+        version: String,
+        /// How it failed.
+        message: String,
+    },
     /// `builtin:<name>` names no built-in guest.
     #[error("{at}: spec.component: no built-in component {name:?} (built in: {known})")]
     UnknownBuiltin {
@@ -119,6 +129,37 @@ pub struct WasmStep {
     pub traffic: Vec<Traffic>,
     /// The split before the last admin change, for `rollback` (empty: none).
     pub previous_traffic: Vec<Traffic>,
+    /// The event each new version must handle before going live.
+    pub smoke_event: Option<Arc<cloudevents::Event>>,
+}
+
+/// Run the smoke event through a freshly compiled version: it must not fail
+/// (dropping it is fine) and its output must be a valid CloudEvent.
+pub async fn smoke_test(
+    component: &StepComponent,
+    event: &cloudevents::Event,
+) -> Result<(), String> {
+    match component.handle(crate::event::to_wit(event)).await {
+        Ok(Some(output)) => crate::event::from_wit(output)
+            .map(|_| ())
+            .map_err(|e| format!("its output is not a valid CloudEvent: {e}")),
+        Ok(None) => Ok(()),
+        Err(failure) => Err(failure.to_string()),
+    }
+}
+
+/// Block on `future` from sync code: on the current runtime's handle when
+/// called from a blocking thread of one, else on a small runtime of its own
+/// (`stephost validate`).
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => Ok(handle.block_on(future)),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map(|rt| rt.block_on(future))
+            .map_err(|e| format!("cannot start a runtime for the smoke event: {e}")),
+    }
 }
 
 /// One compiled version of a step.
@@ -368,6 +409,7 @@ impl Registry {
                     runtime.inference_pool(),
                 ))
             };
+            let smoke_event = doc.smoke_event().and_then(Result::ok).map(Arc::new);
             let mut versions = Vec::new();
             for (version, source) in doc.versions() {
                 let (origin, bytes): (String, std::borrow::Cow<'static, [u8]>) = match source {
@@ -409,6 +451,15 @@ impl Registry {
                     Some(m) => compiled.with_models(m.clone()),
                     None => compiled,
                 };
+                if let Some(event) = &smoke_event {
+                    block_on(smoke_test(&compiled, event))
+                        .and_then(|r| r)
+                        .map_err(|message| RegistryError::Smoke {
+                            at: at.clone(),
+                            version: version.clone(),
+                            message,
+                        })?;
+                }
                 versions.push(StepVersion {
                     name: version,
                     component: compiled,
@@ -430,6 +481,7 @@ impl Registry {
                 versions,
                 traffic,
                 previous_traffic: Vec::new(),
+                smoke_event,
             };
             steps.insert(step.name.clone(), Arc::new(step));
         }

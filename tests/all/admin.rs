@@ -179,3 +179,61 @@ async fn upload_shift_and_roll_back_live_and_bad_uploads_change_nothing() {
         "{listed}"
     );
 }
+
+/// A step's `smokeEvent` gates every new version: at start/validate, and on
+/// an admin upload (the `faulty` guest traps on it, the appender passes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_fails_the_smoke_event_never_goes_live() {
+    let smoke = "  smokeEvent: {specversion: \"1.0\", id: smoke-1, source: /smoke, type: smoke, \
+                 fault: trap, datacontenttype: text/plain, data: hi}\n";
+    let good = manifest() + smoke;
+    let host = Host::start_with_env(&good, &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/a/versions/v2",
+        std::fs::read(FAULTY).expect("faulty"),
+    )
+    .await;
+    assert_eq!(out.status, 422, "{}", out.text());
+    assert!(
+        out.text().contains("failed the step's smoke event"),
+        "{}",
+        out.text()
+    );
+    let listed = admin(&host, "GET", "/admin/steps", "").await.json();
+    assert_eq!(
+        listed["steps"][0]["versions"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/a/versions/v2",
+        std::fs::read(DROPPER).expect("dropper"),
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(
+        send(&host, "after").await,
+        (200, "x-a".into(), "a=default".into())
+    );
+
+    // The same gate in a manifest: refused before serving.
+    let bad = format!(
+        "{}{}{smoke}",
+        sequence("s", &["a"], None),
+        wasm_step("a", FAULTY, &[], "")
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("m.yaml");
+    std::fs::write(&path, bad).expect("write");
+    let (code, _, stderr) =
+        crate::support::run_to_end(&["validate", path.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spec.smokeEvent: version \"default\" failed its smoke event"),
+        "{stderr}"
+    );
+}
