@@ -150,14 +150,19 @@ async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
         "PT0.05S",
     ])
     .await;
-    // Four senders keep events flowing while the file flips 10 times.
+    // Four senders keep events flowing until the file has flipped 10 times,
+    // each flip waited for until it is live.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = host.url.clone();
     let senders: Vec<_> = (0..4)
         .map(|s| {
             let url = url.clone();
+            let done = done.clone();
             tokio::spawn(async move {
                 let mut seen = Vec::new();
-                for i in 0..150 {
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
                     let out =
                         post(&url, &ce_headers(&format!("f-{s}-{i}"), "text/plain"), "x").await;
                     assert_eq!(out.status, 200, "{}", out.text());
@@ -167,20 +172,34 @@ async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
             })
         })
         .collect();
+    let mut current = "x-A";
     for flip in 0..10 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
-        let suffix = if flip % 2 == 0 { "-B" } else { "-A" };
+        let (suffix, want) = if flip % 2 == 0 {
+            ("-B", "x-B")
+        } else {
+            ("-A", "x-A")
+        };
         let tmp = dir.path().join("m.yaml.tmp");
         std::fs::write(&tmp, manifest(suffix)).expect("write");
         std::fs::rename(&tmp, &path).expect("rename");
+        until_answer(&host, current, want).await;
+        current = want;
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut answers = Vec::new();
     for sender in senders {
         answers.extend(sender.await.expect("join"));
     }
-    assert_eq!(answers.len(), 600);
     let a = answers.iter().filter(|b| *b == "x-A").count();
     let b = answers.iter().filter(|b| *b == "x-B").count();
-    assert_eq!(a + b, 600, "every event ran on exactly one configuration");
-    assert!(b > 0, "the swaps went live while events flowed");
+    println!(
+        "{} events during 10 live swaps: {a} on A, {b} on B",
+        answers.len()
+    );
+    assert_eq!(
+        a + b,
+        answers.len(),
+        "every event ran on exactly one configuration"
+    );
+    assert!(a > 0 && b > 0, "events flowed on both sides of the swaps");
 }
