@@ -70,6 +70,11 @@ impl Metrics {
         let in_flight = Gauge::default();
         let reloads = Family::<Labels, Counter>::default();
         registry.register(
+            "step_instantiate_seconds",
+            "Time to instantiate a step (fresh store and instance), all steps",
+            crate::runtime::instantiate_seconds().clone(),
+        );
+        registry.register(
             "manifest_reloads",
             "Manifest reloads after a file change, by outcome (applied, failed)",
             reloads.clone(),

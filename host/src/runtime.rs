@@ -513,13 +513,17 @@ impl StepComponent {
             .map_err(|_| StepFailure::Trap("the runtime is shutting down".into()))?;
         let log = GuestLog::new(GUEST_LOG_CAPACITY);
         let mut store = self.new_store(log.clone());
+        let started = Instant::now();
         match self.pre.instantiate_async(&mut store).await {
-            Ok(instance) => Ok(WarmInstance {
-                instance,
-                store,
-                log,
-                _slot: slot,
-            }),
+            Ok(instance) => {
+                instantiate_seconds().observe(started.elapsed().as_secs_f64());
+                Ok(WarmInstance {
+                    instance,
+                    store,
+                    log,
+                    _slot: slot,
+                })
+            }
             Err(error) => Err(self.classify(&store, error)),
         }
     }
@@ -529,7 +533,9 @@ impl StepComponent {
         store: &mut Store<StepState>,
         event: &WitEvent,
     ) -> wasmtime::Result<Result<Option<WitEvent>, WitStepError>> {
+        let started = Instant::now();
         let instance: Step = self.pre.instantiate_async(&mut *store).await?;
+        instantiate_seconds().observe(started.elapsed().as_secs_f64());
         instance
             .stephost_step_handler()
             .call_handle(&mut *store, event)
@@ -554,6 +560,18 @@ impl StepComponent {
             }
         }
     }
+}
+
+/// Time to instantiate a step (fresh store + instance), host-wide: the
+/// per-event price of the sandbox. Registered in `/metrics` by `Metrics`.
+pub fn instantiate_seconds() -> &'static prometheus_client::metrics::histogram::Histogram {
+    static HISTOGRAM: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram> =
+        std::sync::OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_005, 2.0, 16),
+        )
+    })
 }
 
 /// What the guest's `handle` returned, as the host sees it.

@@ -474,9 +474,17 @@ impl Dispatcher {
             (None, StepTarget::Wasm(w)) => Some(inbound.choose(w)),
             (None, StepTarget::Remote(_)) => None,
         };
-        let result = self
-            .call_step_once(target, version, event, namespace, inbound)
-            .await;
+        let span = tracing::info_span!(
+            "step",
+            step = %target.label(),
+            version = version.map_or("", |v| v.name.as_str()),
+            trace_id = %inbound.trace.trace_id,
+        );
+        let result = tracing::Instrument::instrument(
+            self.call_step_once(target, version, event, namespace, inbound),
+            span,
+        )
+        .await;
         let step = target.label();
         let version_label = version.map_or("", |v| v.name.as_str());
         if let Some(v) = version {

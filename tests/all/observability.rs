@@ -94,4 +94,14 @@ async fn metrics_parse_and_count_events_steps_and_outcomes() {
             "missing {expected}:\n{samples}"
         );
     }
+    // Every event instantiated its steps: the sandbox's per-event price.
+    let instantiations: f64 = samples
+        .lines()
+        .find_map(|l| l.strip_prefix("stephost_step_instantiate_seconds_count{} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        instantiations >= 5.0,
+        "instantiations {instantiations}:\n{samples}"
+    );
 }
