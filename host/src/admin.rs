@@ -23,7 +23,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::manifest::{TrafficSpec, check_traffic};
-use crate::registry::{Registry, StepVersion, Traffic, WasmStep, digest, smoke_test};
+use crate::registry::{
+    Registry, StepVersion, Traffic, TrafficChange, WasmStep, digest, smoke_test,
+};
 use crate::server::{ApiError, AppState};
 
 /// The `/admin` routes (mounted only when a token is configured).
@@ -202,13 +204,7 @@ async fn upload(
         digest: digest(&bytes),
         stats: Arc::default(),
     };
-    let mut updated = WasmStep {
-        name: step.name.clone(),
-        versions: step.versions.clone(),
-        traffic: step.traffic.clone(),
-        previous_traffic: step.previous_traffic.clone(),
-        smoke_event: step.smoke_event.clone(),
-    };
+    let mut updated = (*step).clone();
     match updated.versions.iter().position(|v| v.name == version) {
         Some(i) => updated.versions[i] = new_version,
         None => updated.versions.push(new_version),
@@ -256,11 +252,13 @@ async fn set_traffic(
         })
         .collect();
     let updated = WasmStep {
-        name: step.name.clone(),
-        versions: step.versions.clone(),
         traffic,
         previous_traffic: step.traffic.clone(),
-        smoke_event: step.smoke_event.clone(),
+        changed: Some(Arc::new(TrafficChange {
+            at: std::time::Instant::now(),
+            baseline: step.counts(),
+        })),
+        ..(*step).clone()
     };
     tracing::info!(step = %step_name, "admin: traffic changed");
     Ok(axum::Json(publish(&state, &registry, updated)).into_response())
@@ -283,15 +281,62 @@ async fn rollback(
             format!("step {step_name:?} has no previous traffic split to roll back to"),
         ));
     }
-    let updated = WasmStep {
-        name: step.name.clone(),
-        versions: step.versions.clone(),
+    tracing::warn!(step = %step_name, "admin: rolled back");
+    Ok(axum::Json(publish(&state, &registry, rolled_back(&step))).into_response())
+}
+
+/// `step` with its previous traffic restored (and the current one kept as
+/// the previous, so a rollback can itself be undone).
+fn rolled_back(step: &WasmStep) -> WasmStep {
+    WasmStep {
         traffic: step.previous_traffic.clone(),
         previous_traffic: step.traffic.clone(),
-        smoke_event: step.smoke_event.clone(),
-    };
-    tracing::warn!(step = %step_name, "admin: rolled back");
-    Ok(axum::Json(publish(&state, &registry, updated)).into_response())
+        changed: None,
+        ..step.clone()
+    }
+}
+
+/// Watch every step with a `rollback` policy once a second; when a version
+/// that just gained traffic fails too often, restore the previous split
+/// (logged, counted in `stephost_auto_rollbacks_total{step}`).
+pub async fn rollback_watchdog(state: Arc<AppState>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let Some(registry) = state.live.load_full() else {
+            continue;
+        };
+        let due: Vec<String> = registry
+            .steps
+            .values()
+            .filter(|s| s.rollback_due().is_some())
+            .map(|s| s.name.clone())
+            .collect();
+        for name in due {
+            let _guard = state.admin_lock.lock().await;
+            // Re-check on the live snapshot under the lock.
+            let Some(registry) = state.live.load_full() else {
+                continue;
+            };
+            let Some(step) = registry.steps.get(&name).cloned() else {
+                continue;
+            };
+            let Some((version, rate)) = step.rollback_due() else {
+                continue;
+            };
+            tracing::warn!(
+                step = %name,
+                %version,
+                error_rate = rate,
+                "automatic rollback: a version that gained traffic fails too often"
+            );
+            publish(&state, &registry, rolled_back(&step));
+            state
+                .metrics
+                .auto_rollbacks
+                .get_or_create(&crate::metrics::labels(&[("step", &name)]))
+                .inc();
+        }
+    }
 }
 
 #[cfg(test)]

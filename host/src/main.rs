@@ -363,6 +363,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         }
         compile_state.live.store(Some(Arc::new(registry)));
         let _ = compile_state.runtime.set(runtime.clone());
+        tokio::spawn(stephost::admin::rollback_watchdog(compile_state.clone()));
         tracing::info!("ready");
         if !watched.is_empty() && !watch_interval.is_zero() {
             let reloader = Reloader {

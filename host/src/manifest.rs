@@ -340,6 +340,24 @@ pub struct WasmStepSpec {
     /// an admin upload). Default: none.
     #[serde(default)]
     pub smoke_event: Option<serde_yaml::Value>,
+    /// Automatic rollback of an admin traffic change whose new versions fail
+    /// too often. Default: none.
+    #[serde(default)]
+    pub rollback: Option<RollbackSpec>,
+}
+
+/// `spec.rollback`: after a traffic change, if a version that gained traffic
+/// fails more than `maxErrorRate` of at least `minEvents` events within
+/// `window`, traffic returns to the previous split.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RollbackSpec {
+    /// Failed share of step calls (0–1) above which to roll back.
+    pub max_error_rate: f64,
+    /// ISO-8601: how long after the change the version is watched.
+    pub window: String,
+    /// Calls needed before the rate counts (avoids rolling back on one error).
+    pub min_events: u64,
 }
 
 /// One entry of `spec.models`: `name: ./model.onnx` or the long form with
@@ -938,6 +956,31 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
                 at,
                 field,
                 format!("component file {} does not exist", path.display()),
+            ));
+        }
+    }
+    if let Some(r) = &doc.spec.rollback {
+        if !(0.0..=1.0).contains(&r.max_error_rate) {
+            return Err(ManifestError::field(
+                at,
+                "spec.rollback.maxErrorRate",
+                format!("{} is not within 0..1", r.max_error_rate),
+            ));
+        }
+        let window = parse_duration(&r.window)
+            .map_err(|e| ManifestError::field(at, "spec.rollback.window", e))?;
+        if window.is_zero() {
+            return Err(ManifestError::field(
+                at,
+                "spec.rollback.window",
+                "must be greater than zero",
+            ));
+        }
+        if r.min_events == 0 {
+            return Err(ManifestError::field(
+                at,
+                "spec.rollback.minEvents",
+                "must be at least 1",
             ));
         }
     }

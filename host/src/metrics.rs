@@ -48,6 +48,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// Manifest reloads by outcome.
     pub reloads: Family<Labels, Counter>,
+    /// Automatic rollbacks by step.
+    pub auto_rollbacks: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -69,6 +71,12 @@ impl Metrics {
         let dead_lettered = Family::<Labels, Counter>::default();
         let in_flight = Gauge::default();
         let reloads = Family::<Labels, Counter>::default();
+        let auto_rollbacks = Family::<Labels, Counter>::default();
+        registry.register(
+            "auto_rollbacks",
+            "Traffic changes undone by a step's rollback policy, by step",
+            auto_rollbacks.clone(),
+        );
         registry.register(
             "step_instantiate_seconds",
             "Time to instantiate a step (fresh store and instance), all steps",
@@ -118,6 +126,7 @@ impl Metrics {
             dead_lettered,
             in_flight,
             reloads,
+            auto_rollbacks,
         }
     }
 

@@ -120,6 +120,7 @@ impl StepTarget {
 }
 
 /// A compiled WasmStep.
+#[derive(Clone)]
 pub struct WasmStep {
     /// The step name (the WasmStep's `metadata.name`).
     pub name: String,
@@ -131,6 +132,75 @@ pub struct WasmStep {
     pub previous_traffic: Vec<Traffic>,
     /// The event each new version must handle before going live.
     pub smoke_event: Option<Arc<cloudevents::Event>>,
+    /// When to undo an admin traffic change automatically.
+    pub rollback: Option<RollbackPolicy>,
+    /// The last admin traffic change: when, and each version's (events,
+    /// errors) counts then, so the watchdog sees only what came after.
+    pub changed: Option<Arc<TrafficChange>>,
+}
+
+/// `spec.rollback`, parsed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RollbackPolicy {
+    /// Failed share above which to roll back.
+    pub max_error_rate: f64,
+    /// How long after a change its versions are watched.
+    pub window: Duration,
+    /// Calls needed before the rate counts.
+    pub min_events: u64,
+}
+
+/// A traffic change, for the rollback watchdog.
+#[derive(Debug)]
+pub struct TrafficChange {
+    /// When it went live.
+    pub at: std::time::Instant,
+    /// Per version (by index): (events, errors) at that moment.
+    pub baseline: Vec<(u64, u64)>,
+}
+
+impl WasmStep {
+    /// Per-version (events, errors) counts now.
+    pub fn counts(&self) -> Vec<(u64, u64)> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.versions
+            .iter()
+            .map(|v| (v.stats.events.load(Relaxed), v.stats.errors.load(Relaxed)))
+            .collect()
+    }
+
+    /// Whether the last traffic change should be undone now: a version that
+    /// gained traffic in it failed more than the policy allows, within the
+    /// window. Returns the offending version's name and its rate.
+    pub fn rollback_due(&self) -> Option<(String, f64)> {
+        let policy = self.rollback?;
+        let change = self.changed.as_ref()?;
+        if change.at.elapsed() > policy.window || self.previous_traffic.is_empty() {
+            return None;
+        }
+        let share = |traffic: &[Traffic], v: usize| -> u32 {
+            traffic
+                .iter()
+                .filter(|t| t.version == v)
+                .map(|t| t.percent)
+                .sum()
+        };
+        let now = self.counts();
+        for (i, version) in self.versions.iter().enumerate() {
+            if share(&self.traffic, i) <= share(&self.previous_traffic, i) {
+                continue;
+            }
+            let (e0, f0) = change.baseline.get(i).copied().unwrap_or((0, 0));
+            let (events, errors) = (now[i].0.saturating_sub(e0), now[i].1.saturating_sub(f0));
+            if events >= policy.min_events {
+                let rate = errors as f64 / events as f64;
+                if rate > policy.max_error_rate {
+                    return Some((version.name.clone(), rate));
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Run the smoke event through a freshly compiled version: it must not fail
@@ -482,6 +552,14 @@ impl Registry {
                 traffic,
                 previous_traffic: Vec::new(),
                 smoke_event,
+                rollback: doc.spec.rollback.as_ref().and_then(|r| {
+                    Some(RollbackPolicy {
+                        max_error_rate: r.max_error_rate,
+                        window: parse_duration(&r.window).ok()?,
+                        min_events: r.min_events,
+                    })
+                }),
+                changed: None,
             };
             steps.insert(step.name.clone(), Arc::new(step));
         }

@@ -237,3 +237,71 @@ async fn a_version_that_fails_the_smoke_event_never_goes_live() {
         "{stderr}"
     );
 }
+
+/// `spec.rollback`: shifting traffic to a version that fails more than the
+/// policy allows is undone by the host on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_version_is_rolled_back_automatically() {
+    let manifest = format!(
+        "{}---
+apiVersion: stephost.dev/v1alpha1
+kind: WasmStep
+metadata: {{name: a}}
+spec:
+  versions:
+    - {{name: v1, component: {APPENDER}}}
+    - {{name: v2, component: {FAULTY}}}
+  traffic:
+    - {{version: v1, percent: 100}}
+    - {{version: v2, percent: 0}}
+  config: {{suffix: -a, mode: retryable}}
+  rollback: {{maxErrorRate: 0.5, window: PT60S, minEvents: 5}}
+",
+        sequence("s", &["a"], None)
+    );
+    let host = Host::start_with_env(&manifest, &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
+    let out = admin(
+        &host,
+        "PUT",
+        "/admin/steps/a/traffic",
+        r#"{"traffic":[{"version":"v1","percent":0},{"version":"v2","percent":100}]}"#,
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    // v2 fails every event (retryable → 500 without a dead-letter sink).
+    let mut failures = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body, versions) = send(&host, "auto").await;
+        if status == 200 {
+            assert_eq!((body.as_str(), versions.as_str()), ("x-a", "a=v1"));
+            break;
+        }
+        failures += 1;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never rolled back after {failures} failures"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(failures >= 5, "rolled back before minEvents: {failures}");
+    let listed = admin(&host, "GET", "/admin/steps", "").await.json();
+    assert_eq!(listed["steps"][0]["traffic"][0]["percent"], 100, "{listed}");
+    assert_eq!(
+        listed["steps"][0]["traffic"][0]["version"], "v1",
+        "{listed}"
+    );
+    let metrics = crate::support::get(&format!("{}/metrics", host.url))
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains("stephost_auto_rollbacks_total{step=\"a\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        host.logs().contains("automatic rollback"),
+        "{}",
+        host.logs()
+    );
+}
