@@ -19,6 +19,17 @@ fn manifest(suffix: &str) -> String {
     )
 }
 
+/// Two steps that both change with every flip (`-A1-A2` ↔ `-B1-B2`): an
+/// event that saw a half-applied change would answer `x-A1-B2` or `x-B1-A2`.
+fn two_steps(side: &str) -> String {
+    format!(
+        "{}{}{}",
+        sequence("s", &["a", "b"], None),
+        wasm_step("a", APPENDER, &[("suffix", &format!("-{side}1"))], ""),
+        wasm_step("b", APPENDER, &[("suffix", &format!("-{side}2"))], "")
+    )
+}
+
 /// Publish `text` as a ConfigMap volume does: write a new data directory,
 /// then atomically re-point the `..data` symlink at it.
 fn publish(dir: &Path, generation: u32, text: &str) {
@@ -142,7 +153,7 @@ async fn a_configmap_style_change_goes_live_and_a_broken_one_is_refused() {
 async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
     let dir = tempfile::tempdir().expect("tmp");
     let path = dir.path().join("m.yaml");
-    std::fs::write(&path, manifest("-A")).expect("write");
+    std::fs::write(&path, two_steps("A")).expect("write");
     let host = Host::start_args(&[
         "--manifest",
         path.to_str().expect("utf-8"),
@@ -172,15 +183,15 @@ async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
             })
         })
         .collect();
-    let mut current = "x-A";
+    let mut current = "x-A1-A2";
     for flip in 0..10 {
-        let (suffix, want) = if flip % 2 == 0 {
-            ("-B", "x-B")
+        let (side, want) = if flip % 2 == 0 {
+            ("B", "x-B1-B2")
         } else {
-            ("-A", "x-A")
+            ("A", "x-A1-A2")
         };
         let tmp = dir.path().join("m.yaml.tmp");
-        std::fs::write(&tmp, manifest(suffix)).expect("write");
+        std::fs::write(&tmp, two_steps(side)).expect("write");
         std::fs::rename(&tmp, &path).expect("rename");
         until_answer(&host, current, want).await;
         current = want;
@@ -190,10 +201,10 @@ async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
     for sender in senders {
         answers.extend(sender.await.expect("join"));
     }
-    let a = answers.iter().filter(|b| *b == "x-A").count();
-    let b = answers.iter().filter(|b| *b == "x-B").count();
+    let a = answers.iter().filter(|b| *b == "x-A1-A2").count();
+    let b = answers.iter().filter(|b| *b == "x-B1-B2").count();
     println!(
-        "{} events during 10 live swaps: {a} on A, {b} on B",
+        "{} events during 10 live swaps of a two-step Sequence: {a} on A, {b} on B",
         answers.len()
     );
     assert_eq!(
