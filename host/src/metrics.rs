@@ -50,6 +50,8 @@ pub struct Metrics {
     pub reloads: Family<Labels, Counter>,
     /// Automatic rollbacks by step.
     pub auto_rollbacks: Family<Labels, Counter>,
+    /// Compile-cache hits and misses (brought up to date at each scrape).
+    pub compile_cache: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -72,6 +74,12 @@ impl Metrics {
         let in_flight = Gauge::default();
         let reloads = Family::<Labels, Counter>::default();
         let auto_rollbacks = Family::<Labels, Counter>::default();
+        let compile_cache = Family::<Labels, Counter>::default();
+        registry.register(
+            "compile_cache",
+            "Component compilations by compile-cache result (hit, miss)",
+            compile_cache.clone(),
+        );
         registry.register(
             "auto_rollbacks",
             "Traffic changes undone by a step's rollback policy, by step",
@@ -127,6 +135,21 @@ impl Metrics {
             in_flight,
             reloads,
             auto_rollbacks,
+            compile_cache,
+        }
+    }
+
+    /// Bring the compile-cache counters up to `(hits, misses)` (monotonic
+    /// totals read from the runtime).
+    pub fn set_compile_cache(&self, hits: u64, misses: u64) {
+        for (result, total) in [("hit", hits), ("miss", misses)] {
+            let counter = self
+                .compile_cache
+                .get_or_create(&labels(&[("result", result)]));
+            let seen = counter.get();
+            if total > seen {
+                counter.inc_by(total - seen);
+            }
         }
     }
 

@@ -207,6 +207,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     /// Bounds host-side inference (wasi:nn) across all steps.
     inference: Arc<InferencePool>,
+    /// The compile cache, for its hit/miss counts.
+    cache: Option<wasmtime::Cache>,
     /// Dropped with the runtime to stop the epoch ticker thread.
     _ticker: EpochTicker,
 }
@@ -214,12 +216,21 @@ pub struct Runtime {
 impl Runtime {
     /// Build the engine (pooling allocator if asked and possible) and linker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            wasmtime::Cache::new(cache)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, dir = %dir.display(), "compile cache disabled");
+                })
+                .ok()
+        });
         let engine = match config.pooling {
-            true => Engine::new(&engine_config(&config, true)).or_else(|e| {
+            true => Engine::new(&engine_config(&config, true, cache.as_ref())).or_else(|e| {
                 tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
-                Engine::new(&engine_config(&config, false))
+                Engine::new(&engine_config(&config, false, cache.as_ref()))
             }),
-            false => Engine::new(&engine_config(&config, false)),
+            false => Engine::new(&engine_config(&config, false, cache.as_ref())),
         }
         .map_err(RuntimeError::Engine)?;
         let mut linker = Linker::new(&engine);
@@ -235,8 +246,16 @@ impl Runtime {
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
             inference: InferencePool::new(config.inference_threads),
             config,
+            cache,
             _ticker: ticker,
         })
+    }
+
+    /// Compile-cache (hits, misses) since start; `None` without a cache.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache
+            .as_ref()
+            .map(|c| (c.cache_hits() as u64, c.cache_misses() as u64))
     }
 
     /// The pool every wasi:nn inference of this runtime runs on.
@@ -300,19 +319,10 @@ impl Runtime {
 
 /// Wasmtime configuration: component model, async, epoch interruption, and
 /// (with `pool`) the pooling allocator sized from the runtime config.
-fn engine_config(rt: &RuntimeConfig, pooling: bool) -> Config {
+fn engine_config(rt: &RuntimeConfig, pooling: bool, cache: Option<&wasmtime::Cache>) -> Config {
     let mut config = Config::new();
-    if let Some(dir) = &rt.cache_dir {
-        let mut cache = wasmtime::CacheConfig::new();
-        cache.with_directory(dir);
-        match wasmtime::Cache::new(cache) {
-            Ok(cache) => {
-                config.cache(Some(cache));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, dir = %dir.display(), "compile cache disabled");
-            }
-        }
+    if let Some(cache) = cache {
+        config.cache(Some(cache.clone()));
     }
     config.wasm_component_model(true);
     config.epoch_interruption(true);

@@ -151,6 +151,9 @@ async fn options() -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Some((hits, misses)) = state.runtime.get().and_then(|r| r.cache_stats()) {
+        state.metrics.set_compile_cache(hits, misses);
+    }
     (
         [(
             header::CONTENT_TYPE,
