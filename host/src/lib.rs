@@ -16,6 +16,7 @@ mod guest_log;
 pub mod manifest;
 pub mod metrics;
 pub mod nn;
+pub mod otlp;
 pub mod registry;
 pub mod reload;
 pub mod runtime;

@@ -327,6 +327,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         let state = Arc::new(
             AppState::new(max_event_bytes)
                 .with_versions_extension(!args.no_versions_extension)
+                .with_otlp(stephost::otlp::Exporter::from_env())
                 .with_admin_token(std::env::var("STEPHOST_ADMIN_TOKEN").ok(), max_component_bytes),
         );
         let addr = SocketAddr::new(args.host, args.port);

@@ -121,6 +121,9 @@ pub struct TraceContext {
     pub trace_id: String,
     /// `01` when sampled.
     pub flags: String,
+    /// The span id of the inbound request (16 hex digits), when it had one:
+    /// the parent of the spans this host exports.
+    pub parent_id: Option<String>,
 }
 
 impl Default for TraceContext {
@@ -128,6 +131,7 @@ impl Default for TraceContext {
         Self {
             trace_id: format!("{:016x}{:016x}", random_u64(), random_u64()),
             flags: "01".into(),
+            parent_id: None,
         }
     }
 }
@@ -153,6 +157,7 @@ impl TraceContext {
                 .then(|| TraceContext {
                     trace_id: parts[1].to_ascii_lowercase(),
                     flags: parts[3].to_ascii_lowercase(),
+                    parent_id: Some(parts[2].to_ascii_lowercase()),
                 })
             });
         parsed.unwrap_or_default()
@@ -272,6 +277,8 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// Add `stephostversions` (which version ran each Wasm step) to outputs.
     versions_extension: bool,
+    /// Exports a span per step call, when OTLP is configured.
+    otlp: Option<crate::otlp::Exporter>,
 }
 
 impl Default for Dispatcher {
@@ -293,7 +300,14 @@ impl Dispatcher {
             client,
             metrics,
             versions_extension: true,
+            otlp: None,
         }
+    }
+
+    /// Export a span per step call through `exporter`.
+    pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
+        self.otlp = exporter;
+        self
     }
 
     /// Whether outputs carry the `stephostversions` extension (default on).
@@ -469,6 +483,7 @@ impl Dispatcher {
         inbound: &Inbound,
     ) -> Result<Option<Event>, HopError> {
         let started = std::time::Instant::now();
+        let wall_start = std::time::SystemTime::now();
         let version = match (version, target) {
             (Some(v), _) => Some(v),
             (None, StepTarget::Wasm(w)) => Some(inbound.choose(w)),
@@ -487,6 +502,30 @@ impl Dispatcher {
         .await;
         let step = target.label();
         let version_label = version.map_or("", |v| v.name.as_str());
+        if let Some(exporter) = &self.otlp {
+            exporter.record(crate::otlp::SpanRecord {
+                trace_id: inbound.trace.trace_id.clone(),
+                span_id: format!("{:016x}", random_u64() | 1),
+                parent_id: inbound.trace.parent_id.clone(),
+                name: format!("step {step}"),
+                start: wall_start,
+                end: std::time::SystemTime::now(),
+                attributes: vec![
+                    ("stephost.step".into(), step.clone()),
+                    ("stephost.version".into(), version_label.to_string()),
+                    (
+                        "stephost.outcome".into(),
+                        match &result {
+                            Ok(Some(_)) => "forwarded",
+                            Ok(None) => "dropped",
+                            Err(_) => "failed",
+                        }
+                        .to_string(),
+                    ),
+                ],
+                error: result.is_err(),
+            });
+        }
         if let Some(v) = version {
             use std::sync::atomic::Ordering::Relaxed;
             v.stats.events.fetch_add(1, Relaxed);

@@ -68,6 +68,12 @@ impl AppState {
         self
     }
 
+    /// Export a span per step call (OTLP), when configured.
+    pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
+        self.dispatcher = self.dispatcher.with_otlp(exporter);
+        self
+    }
+
     /// Turn the `stephostversions` extension on outputs on or off.
     pub fn with_versions_extension(mut self, on: bool) -> Self {
         self.dispatcher = self.dispatcher.with_versions_extension(on);

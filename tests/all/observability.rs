@@ -105,3 +105,61 @@ async fn metrics_parse_and_count_events_steps_and_outcomes() {
         "instantiations {instantiations}:\n{samples}"
     );
 }
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, each step call is exported as an
+/// OTLP/HTTP JSON span in the caller's trace, child of its span.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_spans_are_exported_over_otlp_in_the_callers_trace() {
+    let collector = crate::support::Sink::accepting().await;
+    let manifest = format!(
+        "{}{}{}",
+        sequence("traced", &["a", "b"], None),
+        wasm_step("a", APPENDER, &[("suffix", "-a")], ""),
+        wasm_step("b", APPENDER, &[("suffix", "-b")], ""),
+    );
+    let host = Host::start_with_env(
+        &manifest,
+        &[],
+        &[(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            collector.url.trim_end_matches('/'),
+        )],
+    )
+    .await;
+    let trace = "0af7651916cd43dd8448eb211c80319c";
+    let mut headers = ce_headers("t-1", "text/plain");
+    let traceparent = format!("00-{trace}-b7ad6b7169203331-01");
+    headers.push(("traceparent", &traceparent));
+    let out = post(&host.url, &headers, "x").await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let spans: Vec<serde_json::Value> = loop {
+        let spans: Vec<serde_json::Value> = collector
+            .received()
+            .iter()
+            .filter(|r| r.path == "/v1/traces")
+            .flat_map(|r| {
+                let body: serde_json::Value = serde_json::from_slice(&r.body).expect("OTLP JSON");
+                body["resourceSpans"][0]["scopeSpans"][0]["spans"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        if spans.len() >= 2 {
+            break spans;
+        }
+        assert!(std::time::Instant::now() < deadline, "no spans exported");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let names: Vec<&str> = spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(
+        names.contains(&"step a") && names.contains(&"step b"),
+        "{names:?}"
+    );
+    for span in &spans {
+        assert_eq!(span["traceId"], trace, "{span}");
+        assert_eq!(span["parentSpanId"], "b7ad6b7169203331", "{span}");
+        assert_eq!(span["spanId"].as_str().map(str::len), Some(16), "{span}");
+    }
+}
