@@ -190,6 +190,12 @@ async fn upload(
                 )
             })?
             .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    compiled.check_instantiates().await.map_err(|e| {
+        fail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("version {version:?} cannot be instantiated: {e}"),
+        )
+    })?;
     if let Some(event) = &step.smoke_event {
         smoke_test(&compiled, event).await.map_err(|e| {
             fail(

@@ -78,6 +78,16 @@ pub enum RegistryError {
         /// Why.
         message: String,
     },
+    /// A version compiled but cannot be instantiated under its limits.
+    #[error("{at}: version {version:?} cannot be instantiated: {message}")]
+    Instantiate {
+        /// The WasmStep document.
+        at: String,
+        /// The version.
+        version: String,
+        /// Why.
+        message: String,
+    },
     /// A version failed the step's smoke event.
     #[error("{at}: spec.smokeEvent: version {version:?} failed its smoke event: {message}")]
     Smoke {
@@ -521,6 +531,13 @@ impl Registry {
                     Some(m) => compiled.with_models(m.clone()),
                     None => compiled,
                 };
+                block_on(compiled.check_instantiates())
+                    .and_then(|r| r.map_err(|f| f.to_string()))
+                    .map_err(|message| RegistryError::Instantiate {
+                        at: at.clone(),
+                        version: version.clone(),
+                        message,
+                    })?;
                 if let Some(event) = &smoke_event {
                     block_on(smoke_test(&compiled, event))
                         .and_then(|r| r)

@@ -411,6 +411,22 @@ impl StepComponent {
         Ok(compiled)
     }
 
+    /// Instantiate once without calling `handle`: what a new version must
+    /// pass before it goes live (its memory fits the step's limit, its
+    /// start-up does not trap).
+    pub async fn check_instantiates(&self) -> Result<(), StepFailure> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| StepFailure::Trap("the runtime is shutting down".into()))?;
+        let mut store = self.new_store(GuestLog::new(GUEST_LOG_CAPACITY));
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.classify(&store, error)),
+        }
+    }
+
     /// Grant the step models through wasi:nn (`load-by-name`). Without a
     /// grant every wasi:nn load fails with a wasi-nn error.
     pub fn with_models(mut self, models: StepModels) -> Self {

@@ -183,3 +183,23 @@ fn yaml_errors_unknown_kinds_and_duplicates_are_refused() {
         &["no built-in component \"nope\"", "content-filter"],
     );
 }
+
+/// A component that compiles but cannot even be instantiated under its step's
+/// memory limit (the in-guest model variant holds 45 MB of data) is refused
+/// before serving, not on its first event.
+#[test]
+fn a_component_that_cannot_instantiate_under_its_limits_is_refused() {
+    let manifest = wasm_step(
+        "big",
+        stephost::builtin::SENTIMENT_TRACT,
+        &[],
+        "{memory: 16Mi}",
+    );
+    assert_refused(
+        &manifest,
+        &[
+            "version \"default\" cannot be instantiated",
+            "memory limit of 16777216 bytes",
+        ],
+    );
+}
