@@ -77,6 +77,13 @@ struct ServeArgs {
     /// Wasm step handled the event) to output events.
     #[arg(long)]
     no_versions_extension: bool,
+    /// Events (Sequence runs and step calls) in progress at once; beyond,
+    /// an event waits up to --queue-timeout, then gets 429 + Retry-After.
+    #[arg(long, default_value_t = stephost::server::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
+    /// How long (ISO-8601) an event may wait for admission before a 429.
+    #[arg(long, default_value = "PT0.1S")]
+    queue_timeout: String,
     /// Largest component the admin API accepts (PUT .../versions/...).
     #[arg(long, default_value = "128Mi")]
     max_component_bytes: String,
@@ -314,6 +321,12 @@ fn serve(args: ServeArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)
             .context("--max-component-bytes")?;
     let max_component_bytes = usize::try_from(max_component_bytes).unwrap_or(usize::MAX);
+    let queue_timeout = parse_duration(&args.queue_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--queue-timeout")?;
+    if args.max_in_flight == 0 {
+        bail!("--max-in-flight must be at least 1");
+    }
     let watch_interval = parse_duration(&args.watch_interval)
         .map_err(anyhow::Error::msg)
         .context("--watch-interval")?;
@@ -328,6 +341,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             AppState::new(max_event_bytes)
                 .with_versions_extension(!args.no_versions_extension)
                 .with_otlp(stephost::otlp::Exporter::from_env())
+                .with_admission(args.max_in_flight, queue_timeout)
                 .with_admin_token(std::env::var("STEPHOST_ADMIN_TOKEN").ok(), max_component_bytes),
         );
         let addr = SocketAddr::new(args.host, args.port);

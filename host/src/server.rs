@@ -53,7 +53,17 @@ pub struct AppState {
     pub runtime: std::sync::OnceLock<Arc<crate::runtime::Runtime>>,
     /// Serialises admin changes (each a read-modify-swap of the snapshot).
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// Admission: events (Sequence runs and step calls) in progress at once.
+    pub admission: Arc<tokio::sync::Semaphore>,
+    /// How long an event may wait for admission before a 429.
+    pub queue_timeout: std::time::Duration,
 }
+
+/// Events in progress at once by default. Each holds at most
+/// `--max-event-bytes` of body plus its instances; 256 is ≈ 50× what a 2-core
+/// pod completes per 10 ms step, so only real overload reaches it, and it
+/// bounds the bodies held at 256 × 4 MiB in the worst case.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
 
 /// Largest component upload by default: the biggest reference guest with a
 /// model inside (sentiment-tract) is 65 MB; 128 MiB leaves room while
@@ -65,6 +75,18 @@ impl AppState {
     pub fn with_admin_token(mut self, token: Option<String>, max_component_bytes: usize) -> Self {
         self.admin_token = token.filter(|t| !t.is_empty());
         self.max_component_bytes = max_component_bytes;
+        self
+    }
+
+    /// Admit at most `max_in_flight` events at once; others wait up to
+    /// `queue_timeout`, then get 429 with `Retry-After`.
+    pub fn with_admission(
+        mut self,
+        max_in_flight: usize,
+        queue_timeout: std::time::Duration,
+    ) -> Self {
+        self.admission = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
+        self.queue_timeout = queue_timeout;
         self
     }
 
@@ -93,6 +115,8 @@ impl AppState {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             runtime: std::sync::OnceLock::new(),
             admin_lock: tokio::sync::Mutex::new(()),
+            admission: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            queue_timeout: std::time::Duration::from_millis(100),
         }
     }
 }
@@ -262,6 +286,10 @@ async fn step_endpoint(
             format!("no WasmStep named {name:?}"),
         ));
     };
+    let _admitted = match admit(&state).await {
+        Ok(permit) => permit,
+        Err(response) => return Ok(response),
+    };
     let event = read_event(&state, &headers, body).await?;
     let inbound = Inbound::from_request(&headers);
     check_tags(&registry, &inbound)?;
@@ -307,6 +335,28 @@ fn check_tags(registry: &Registry, inbound: &Inbound) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Wait (bounded) for an admission slot; 429 with `Retry-After` when the
+/// host is full, so Knative's dispatcher (which retries 429) backs off
+/// instead of the host queueing without bound.
+async fn admit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    if let Ok(permit) = state.admission.clone().try_acquire_owned() {
+        return Ok(permit);
+    }
+    match tokio::time::timeout(state.queue_timeout, state.admission.clone().acquire_owned()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "overloaded: too many events in progress (--max-in-flight); retry later".into(),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            Err(response)
+        }
+    }
+}
+
 async fn run_sequence(
     state: &AppState,
     seq: &Sequence,
@@ -319,6 +369,13 @@ async fn run_sequence(
             .events
             .get_or_create(&labels(&[("sequence", &seq.name), ("outcome", outcome)]))
             .inc();
+    };
+    let _admitted = match admit(state).await {
+        Ok(permit) => permit,
+        Err(response) => {
+            count("overloaded");
+            return response;
+        }
     };
     let event = match read_event(state, &headers, body).await {
         Ok(event) => event,

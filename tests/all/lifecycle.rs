@@ -123,3 +123,45 @@ async fn the_port_comes_from_the_port_variable() {
     let _ = child.wait();
     assert_eq!(health.expect("reachable on $PORT").status, 200);
 }
+
+/// Overload: beyond `--max-in-flight` events in progress, an event waits at
+/// most `--queue-timeout`, then gets 429 with `Retry-After` (Knative's
+/// dispatcher retries 429) instead of queueing without bound; once the load
+/// passes, events are admitted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_max_in_flight_events_get_429_with_retry_after() {
+    let slow = Sink::slow(echo_appending("-slow"), Duration::from_millis(1500)).await;
+    let host = Host::start(
+        &sequence("s", &[&slow.url], None),
+        &["--max-in-flight", "2", "--queue-timeout", "PT0.2S"],
+    )
+    .await;
+    let busy: Vec<_> = (0..2)
+        .map(|i| {
+            let url = host.url.clone();
+            tokio::spawn(async move {
+                post(&url, &ce_headers(&format!("busy-{i}"), "text/plain"), "x").await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let refused = post(&host.url, &ce_headers("extra", "text/plain"), "x").await;
+    let waited = started.elapsed();
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), "1");
+    assert!(
+        refused.text().contains("--max-in-flight"),
+        "{}",
+        refused.text()
+    );
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_millis(1200),
+        "waited {waited:?} for admission, expected about the 0.2 s queue timeout"
+    );
+    for task in busy {
+        assert_eq!(task.await.expect("join").status, 200);
+    }
+    let after = post(&host.url, &ce_headers("after", "text/plain"), "x").await;
+    assert_eq!(after.status, 200, "{}", after.text());
+}
