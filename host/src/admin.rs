@@ -26,7 +26,7 @@ use crate::manifest::{TrafficSpec, check_traffic};
 use crate::registry::{
     Registry, StepVersion, Traffic, TrafficChange, WasmStep, digest, smoke_test,
 };
-use crate::server::{ApiError, AppState};
+use crate::server::{ApiError, AppState, api_error as fail, live};
 
 /// The `/admin` routes (mounted only when a token is configured).
 pub fn router() -> Router<Arc<AppState>> {
@@ -35,13 +35,6 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/admin/steps/{step}/versions/{version}", put(upload))
         .route("/admin/steps/{step}/traffic", put(set_traffic))
         .route("/admin/steps/{step}/rollback", post(rollback))
-}
-
-fn fail(status: StatusCode, message: impl Into<String>) -> ApiError {
-    ApiError {
-        status,
-        message: message.into(),
-    }
 }
 
 /// Equal in time independent of where the inputs differ (the length of the
@@ -74,13 +67,6 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "admin API: missing or wrong Authorization: Bearer token",
         ))
     }
-}
-
-fn live(state: &AppState) -> Result<Arc<Registry>, ApiError> {
-    state
-        .live
-        .load_full()
-        .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "not ready yet"))
 }
 
 fn step_of(registry: &Registry, name: &str) -> Result<Arc<WasmStep>, ApiError> {

@@ -502,6 +502,11 @@ impl Dispatcher {
         .await;
         let step = target.label();
         let version_label = version.map_or("", |v| v.name.as_str());
+        let outcome = match &result {
+            Ok(Some(_)) => "forwarded",
+            Ok(None) => "dropped",
+            Err(_) => "failed",
+        };
         if let Some(exporter) = &self.otlp {
             exporter.record(crate::otlp::SpanRecord {
                 trace_id: inbound.trace.trace_id.clone(),
@@ -513,15 +518,7 @@ impl Dispatcher {
                 attributes: vec![
                     ("stephost.step".into(), step.clone()),
                     ("stephost.version".into(), version_label.to_string()),
-                    (
-                        "stephost.outcome".into(),
-                        match &result {
-                            Ok(Some(_)) => "forwarded",
-                            Ok(None) => "dropped",
-                            Err(_) => "failed",
-                        }
-                        .to_string(),
-                    ),
+                    ("stephost.outcome".into(), outcome.to_string()),
                 ],
                 error: result.is_err(),
             });
@@ -533,11 +530,6 @@ impl Dispatcher {
                 v.stats.errors.fetch_add(1, Relaxed);
             }
         }
-        let outcome = match &result {
-            Ok(Some(_)) => "forwarded",
-            Ok(None) => "dropped",
-            Err(_) => "failed",
-        };
         self.metrics
             .step_seconds
             .get_or_create(&labels(&[("step", &step), ("version", version_label)]))

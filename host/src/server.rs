@@ -160,8 +160,11 @@ fn error(status: StatusCode, message: String) -> Response {
     ApiError { status, message }.into_response()
 }
 
-fn api_error(status: StatusCode, message: String) -> ApiError {
-    ApiError { status, message }
+pub(crate) fn api_error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        message: message.into(),
+    }
 }
 
 /// OPTIONS: the CloudEvents webhook handshake that Knative ingresses answer.
@@ -217,11 +220,11 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-fn live(state: &AppState) -> Result<Arc<Registry>, ApiError> {
+pub(crate) fn live(state: &AppState) -> Result<Arc<Registry>, ApiError> {
     state.live.load_full().ok_or_else(|| {
         api_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: components are still compiling".into(),
+            "not ready: components are still compiling",
         )
     })
 }
