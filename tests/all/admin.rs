@@ -32,6 +32,18 @@ async fn admin(
     .await
 }
 
+/// Upload the built guest at `path` as version `version` of step `a`.
+async fn upload(host: &Host, version: &str, path: &str) -> crate::support::Exchange {
+    let bytes = std::fs::read(path).expect("built guest");
+    admin(
+        host,
+        "PUT",
+        &format!("/admin/steps/a/versions/{version}"),
+        bytes,
+    )
+    .await
+}
+
 async fn send(host: &Host, id: &str) -> (u16, String, String) {
     let out = post(&host.url, &ce_headers(id, "text/plain"), "x").await;
     (
@@ -108,13 +120,7 @@ async fn upload_shift_and_roll_back_live_and_bad_uploads_change_nothing() {
     assert_eq!(send(&host, "e1").await.2, "a=default", "nothing changed");
 
     // Upload v2 (the dropper): added with no traffic.
-    let out = admin(
-        &host,
-        "PUT",
-        "/admin/steps/a/versions/v2",
-        std::fs::read(DROPPER).expect("dropper"),
-    )
-    .await;
+    let out = upload(&host, "v2", DROPPER).await;
     assert_eq!(out.status, 200, "{}", out.text());
     assert_eq!(out.json()["versions"][1]["name"], "v2");
     assert_eq!(send(&host, "e2").await.2, "a=default");
@@ -159,13 +165,7 @@ async fn upload_shift_and_roll_back_live_and_bad_uploads_change_nothing() {
     );
 
     // Replace v2 in place with another build: a new digest, counts from zero.
-    let out = admin(
-        &host,
-        "PUT",
-        "/admin/steps/a/versions/v2",
-        std::fs::read(FAULTY).expect("faulty"),
-    )
-    .await;
+    let out = upload(&host, "v2", FAULTY).await;
     assert_eq!(out.status, 200, "{}", out.text());
     let listed = admin(&host, "GET", "/admin/steps", "").await.json();
     let after = &listed["steps"][0]["versions"][1];
@@ -188,13 +188,7 @@ async fn a_version_that_fails_the_smoke_event_never_goes_live() {
                  fault: trap, datacontenttype: text/plain, data: hi}\n";
     let good = manifest() + smoke;
     let host = Host::start_with_env(&good, &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
-    let out = admin(
-        &host,
-        "PUT",
-        "/admin/steps/a/versions/v2",
-        std::fs::read(FAULTY).expect("faulty"),
-    )
-    .await;
+    let out = upload(&host, "v2", FAULTY).await;
     assert_eq!(out.status, 422, "{}", out.text());
     assert!(
         out.text().contains("failed the step's smoke event"),
@@ -207,13 +201,7 @@ async fn a_version_that_fails_the_smoke_event_never_goes_live() {
         Some(1),
         "{listed}"
     );
-    let out = admin(
-        &host,
-        "PUT",
-        "/admin/steps/a/versions/v2",
-        std::fs::read(DROPPER).expect("dropper"),
-    )
-    .await;
+    let out = upload(&host, "v2", DROPPER).await;
     assert_eq!(out.status, 200, "{}", out.text());
     assert_eq!(
         send(&host, "after").await,

@@ -4,7 +4,7 @@
 //! are refused with every violation and its path, and the ConfigMap a cluster
 //! mounts is what the host serves, end to end.
 
-use crate::support::{Host, Sink, ce_headers, post, run_to_end};
+use crate::support::{Host, Sink, post, review_headers, run_to_end};
 
 fn manifests_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
@@ -142,10 +142,7 @@ async fn the_configmap_a_cluster_mounts_is_what_the_host_serves() {
     let broker = Sink::accepting().await;
     let text = std::fs::read_to_string(manifests_dir().join("configmap.yaml")).expect("read");
     let host = Host::start(&text, &["--broker-ingress", &broker.url]).await;
-    let mut headers = ce_headers("cm-1", "application/json");
-    for h in headers.iter_mut().filter(|(k, _)| *k == "ce-type") {
-        h.1 = "new-review-comment";
-    }
+    let headers = review_headers("cm-1");
     let out = post(
         &host.url,
         &headers,

@@ -5,7 +5,7 @@
 
 use futures::StreamExt;
 
-use crate::support::{Host, Sink, ce_headers, post, wasm_step};
+use crate::support::{Host, Sink, ce_headers, post, review_headers, wasm_step};
 
 /// `label<TAB>p_positive<TAB>logit0<TAB>logit1<TAB>sentence`: onnxruntime 1.32
 /// on the same model file (tokenizer truncation 128).
@@ -122,10 +122,7 @@ async fn logits_on_the_1060_mr_dev_sentences_equal_the_reference() {
 async fn the_default_sequence_moderates_reviews_end_to_end() {
     let sink = Sink::accepting().await;
     let host = Host::start_default(&[("K_SINK", &sink.url)]).await;
-    let mut headers = ce_headers("review-1", "application/json");
-    for header in headers.iter_mut().filter(|(k, _)| *k == "ce-type") {
-        header.1 = "new-review-comment";
-    }
+    let headers = review_headers("review-1");
     let out = post(
         &host.url,
         &headers,

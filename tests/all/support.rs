@@ -289,6 +289,15 @@ pub fn ce_headers<'a>(id: &'a str, content_type: &'a str) -> Vec<(&'a str, &'a s
     ]
 }
 
+/// [`ce_headers`] for a bookstore review: type `new-review-comment`, JSON.
+pub fn review_headers(id: &str) -> Vec<(&str, &str)> {
+    let mut headers = ce_headers(id, "application/json");
+    for header in headers.iter_mut().filter(|(k, _)| *k == "ce-type") {
+        header.1 = "new-review-comment";
+    }
+    headers
+}
+
 /// A request a sink received.
 #[derive(Debug, Clone)]
 pub struct Received {
