@@ -18,7 +18,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -142,19 +141,13 @@ async fn upload(
             format!("version name {version:?}: letters, digits, '-', '_' or '.' only"),
         ));
     }
-    let bytes: Bytes = Limited::new(body, state.max_component_bytes)
-        .collect()
-        .await
-        .map_err(|_| {
-            fail(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "component larger than --max-component-bytes ({} bytes)",
-                    state.max_component_bytes
-                ),
-            )
-        })?
-        .to_bytes();
+    let bytes: Bytes = crate::server::read_body(
+        &state,
+        body,
+        state.max_component_bytes,
+        "--max-component-bytes",
+    )
+    .await?;
     let runtime = state
         .runtime
         .get()

@@ -84,6 +84,17 @@ struct ServeArgs {
     /// How long (ISO-8601) an event may wait for admission before a 429.
     #[arg(long, default_value = "PT0.1S")]
     queue_timeout: String,
+    /// How long (ISO-8601) a client may take to send a request's head (also
+    /// how long an idle keep-alive connection stays open), and then its
+    /// body: 408 or a closed connection beyond (slowloris clients).
+    #[arg(long, default_value = "PT30S")]
+    read_timeout: String,
+    /// Largest request head (request line + headers), e.g. 64Ki: 431 beyond.
+    #[arg(long, default_value = "64Ki")]
+    max_header_bytes: String,
+    /// Client connections open at once; more wait in the accept backlog.
+    #[arg(long, default_value_t = stephost::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
     /// Largest component the admin API accepts (PUT .../versions/...).
     #[arg(long, default_value = "128Mi")]
     max_component_bytes: String,
@@ -327,6 +338,27 @@ fn serve(args: ServeArgs) -> Result<()> {
     if args.max_in_flight == 0 {
         bail!("--max-in-flight must be at least 1");
     }
+    let read_timeout = parse_duration(&args.read_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--read-timeout")?;
+    if read_timeout.is_zero() {
+        bail!("--read-timeout must be greater than zero");
+    }
+    let max_header_bytes =
+        parse_quantity(&serde_yaml::Value::String(args.max_header_bytes.clone()))
+            .map_err(anyhow::Error::msg)
+            .context("--max-header-bytes")?;
+    if max_header_bytes < 8192 {
+        bail!("--max-header-bytes must be at least 8Ki (hyper's smallest read buffer)");
+    }
+    if args.max_connections == 0 {
+        bail!("--max-connections must be at least 1");
+    }
+    let connection_limits = server::ConnectionLimits {
+        read_timeout,
+        max_header_bytes: usize::try_from(max_header_bytes).unwrap_or(usize::MAX),
+        max_connections: args.max_connections,
+    };
     let watch_interval = parse_duration(&args.watch_interval)
         .map_err(anyhow::Error::msg)
         .context("--watch-interval")?;
@@ -342,6 +374,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 .with_versions_extension(!args.no_versions_extension)
                 .with_otlp(stephost::otlp::Exporter::from_env())
                 .with_admission(args.max_in_flight, queue_timeout)
+                .with_read_timeout(read_timeout)
                 .with_admin_token(std::env::var("STEPHOST_ADMIN_TOKEN").ok(), max_component_bytes),
         );
         let addr = SocketAddr::new(args.host, args.port);
@@ -365,7 +398,12 @@ fn serve(args: ServeArgs) -> Result<()> {
         let compiled = tokio::task::spawn_blocking(move || {
             Registry::build(&manifest, &build_runtime, &resolver, &EmbeddedGuests)
         });
-        let serving = tokio::spawn(server::serve(listener, state, drain_timeout));
+        let serving = tokio::spawn(server::serve(
+            listener,
+            state,
+            drain_timeout,
+            connection_limits,
+        ));
         let registry = compiled.await.context("compile task")??;
         for seq in registry.sequences.values() {
             let steps: Vec<String> = seq.steps.iter().map(|s| s.target.label()).collect();

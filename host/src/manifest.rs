@@ -453,6 +453,15 @@ pub struct LimitsSpec {
     /// ISO-8601 duration (`PT5S`).
     #[serde(default)]
     pub timeout: Option<String>,
+    /// Largest output event, a Kubernetes quantity.
+    #[serde(default, rename = "maxOutput")]
+    pub max_output: Option<serde_yaml::Value>,
+    /// Calls of the step at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Calls that may wait for a place; beyond, 429.
+    #[serde(default, rename = "maxQueue")]
+    pub max_queue: Option<u32>,
 }
 
 /// Where a component's bytes come from.
@@ -553,6 +562,16 @@ impl WasmStepDoc {
                 .as_deref()
                 .and_then(|t| parse_duration(t).ok())
                 .unwrap_or(defaults.timeout),
+            max_output: spec
+                .max_output
+                .as_ref()
+                .and_then(|m| parse_quantity(m).ok())
+                .and_then(|m| usize::try_from(m).ok())
+                .unwrap_or(defaults.max_output),
+            concurrency: spec
+                .concurrency
+                .map_or(defaults.concurrency, |c| c as usize),
+            max_queue: spec.max_queue.map_or(defaults.max_queue, |q| q as usize),
         }
     }
 
@@ -1039,6 +1058,24 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
                     "must be greater than zero",
                 ));
             }
+        }
+        if let Some(max_output) = &limits.max_output {
+            let bytes = parse_quantity(max_output)
+                .map_err(|e| ManifestError::field(at, "spec.limits.maxOutput", e))?;
+            if bytes == 0 {
+                return Err(ManifestError::field(
+                    at,
+                    "spec.limits.maxOutput",
+                    "must be greater than zero",
+                ));
+            }
+        }
+        if limits.concurrency == Some(0) {
+            return Err(ManifestError::field(
+                at,
+                "spec.limits.concurrency",
+                "must be at least 1",
+            ));
         }
     }
     Ok(())

@@ -154,19 +154,28 @@ pub enum StepFailure {
     /// The guest tried to grow its memory past its limit.
     #[error("step exceeded its memory limit of {0} bytes")]
     MemoryExhausted(u64),
+    /// The guest returned an event over `limits.maxOutput` or with too many
+    /// extensions.
+    #[error("step output is too large: {0}")]
+    OutputTooLarge(String),
 }
 
 impl StepFailure {
     /// Whether Knative's delivery rules would retry this failure: everything
     /// but a fatal error or an invalid output (both ≙ 4xx).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self, StepFailure::Fatal(_) | StepFailure::InvalidOutput(_))
+        !matches!(
+            self,
+            StepFailure::Fatal(_) | StepFailure::InvalidOutput(_) | StepFailure::OutputTooLarge(_)
+        )
     }
 
     /// The HTTP status a Knative subscriber would answer with for this failure.
     pub fn http_status(&self) -> u16 {
         match self {
-            StepFailure::Fatal(_) | StepFailure::InvalidOutput(_) => 422,
+            StepFailure::Fatal(_)
+            | StepFailure::InvalidOutput(_)
+            | StepFailure::OutputTooLarge(_) => 422,
             _ => 500,
         }
     }
@@ -179,6 +188,14 @@ pub struct StepLimits {
     pub memory: u64,
     /// Wall-clock bound of one `handle` call, instantiation included.
     pub timeout: Duration,
+    /// Largest output event (data + attribute and extension text) a call
+    /// may return; larger outputs fail the event.
+    pub max_output: usize,
+    /// Calls of the step that may run at once (all versions together).
+    pub concurrency: usize,
+    /// Calls that may wait for one of those places; beyond, the event is
+    /// refused at once with 429 + `Retry-After`.
+    pub max_queue: usize,
 }
 
 impl Default for StepLimits {
@@ -190,9 +207,27 @@ impl Default for StepLimits {
             // 5 s: well under Knative's 300 s revision timeout and its 15 min
             // fanout wait, long enough for a CPU-heavy step on a loaded core.
             timeout: Duration::from_secs(5),
+            // 4 MiB: the host's default inbound body limit (--max-event-bytes),
+            // so what a step emits fits through the next hop's ingress under
+            // the same default and one call cannot make the host hold more.
+            max_output: 4 << 20,
+            // 16: far above the 2–4 cores a pod has (CPU-bound steps saturate
+            // the CPU well below it) yet only an eighth of the default
+            // 128-instance pool, so one slow or stuck step cannot take every
+            // sandbox from the others.
+            concurrency: 16,
+            // 64: Knative's queue-proxy queues 10× its concurrency; a fused
+            // host is closer to the CPU, so 4× keeps the worst wait to a few
+            // step durations before it pushes back with 429.
+            max_queue: 64,
         }
     }
 }
+
+/// Most extensions an output event may carry. Binary mode sends each as an
+/// HTTP header: hyper-based receivers refuse more than 100 headers and the
+/// standard `ce-*` and transport headers need room too.
+pub const MAX_OUTPUT_EXTENSIONS: usize = 64;
 
 /// The engine and linker shared by every step; built once at start.
 pub struct Runtime {
@@ -450,10 +485,17 @@ impl StepComponent {
             .map_err(|_| StepFailure::Trap("the runtime is shutting down".into()))?;
         let log = GuestLog::new(GUEST_LOG_CAPACITY);
         let mut store = self.new_store(log.clone());
-        let outcome = self.instantiate_and_call(&mut store, &event).await;
+        // The epoch deadline stops guest code; this also stops a guest that
+        // waits in a host call (a WASI sleep or poll) past its timeout.
+        let outcome = tokio::time::timeout(
+            self.limits.timeout,
+            self.instantiate_and_call(&mut store, &event),
+        )
+        .await;
         let result = match outcome {
-            Ok(returned) => from_guest(returned),
-            Err(error) => Err(self.classify(&store, error)),
+            Ok(Ok(returned)) => from_guest(returned).and_then(|out| self.check_output(out)),
+            Ok(Err(error)) => Err(self.classify(&store, error)),
+            Err(_) => Err(StepFailure::Timeout(self.limits.timeout)),
         };
         if let Err(failure) = &result {
             let stderr = log.contents_lossy();
@@ -505,14 +547,22 @@ impl StepComponent {
         };
         warm.log.clear();
         arm_deadline(&mut warm.store, self.limits.timeout);
-        let outcome = warm
-            .instance
-            .stephost_step_handler()
-            .call_handle(&mut warm.store, &event)
-            .await;
+        let outcome = tokio::time::timeout(
+            self.limits.timeout,
+            warm.instance
+                .stephost_step_handler()
+                .call_handle(&mut warm.store, &event),
+        )
+        .await;
         let result = match outcome {
-            Ok(returned) => from_guest(returned),
-            Err(error) => {
+            Ok(Ok(returned)) => from_guest(returned).and_then(|out| self.check_output(out)),
+            // Cut off inside a host call: the instance is mid-call, drop it.
+            Err(_) => {
+                let failure = StepFailure::Timeout(self.limits.timeout);
+                tracing::warn!(%failure, guest_stderr = %warm.log.contents_lossy(), "wasm step failed");
+                return Err(failure);
+            }
+            Ok(Err(error)) => {
                 // A trap poisons the instance: log and drop it.
                 let failure = self.classify(&warm.store, error);
                 tracing::warn!(%failure, guest_stderr = %warm.log.contents_lossy(), "wasm step failed");
@@ -568,6 +618,28 @@ impl StepComponent {
             .await
     }
 
+    /// Refuse an output over `limits.maxOutput` or with more than
+    /// [`MAX_OUTPUT_EXTENSIONS`] extensions, before it is converted or sent.
+    fn check_output(&self, output: Option<WitEvent>) -> Result<Option<WitEvent>, StepFailure> {
+        let Some(event) = output else {
+            return Ok(None);
+        };
+        if event.extensions.len() > MAX_OUTPUT_EXTENSIONS {
+            return Err(StepFailure::OutputTooLarge(format!(
+                "{} extensions, at most {MAX_OUTPUT_EXTENSIONS} are allowed",
+                event.extensions.len()
+            )));
+        }
+        let size = output_size(&event);
+        if size > self.limits.max_output {
+            return Err(StepFailure::OutputTooLarge(format!(
+                "{size} bytes, over the step's limits.maxOutput of {} bytes",
+                self.limits.max_output
+            )));
+        }
+        Ok(Some(event))
+    }
+
     /// Turn a wasmtime error into the failure it means for delivery.
     fn classify(&self, store: &Store<StepState>, error: wasmtime::Error) -> StepFailure {
         if store.data().limiter.exceeded {
@@ -598,6 +670,30 @@ pub fn instantiate_seconds() -> &'static prometheus_client::metrics::histogram::
             prometheus_client::metrics::histogram::exponential_buckets(0.000_005, 2.0, 16),
         )
     })
+}
+
+/// Bytes an event takes: its data and the text of every attribute.
+fn output_size(event: &WitEvent) -> usize {
+    let optional = [
+        &event.subject,
+        &event.time,
+        &event.datacontenttype,
+        &event.dataschema,
+    ]
+    .iter()
+    .map(|v| v.as_ref().map_or(0, String::len))
+    .sum::<usize>();
+    event.id.len()
+        + event.source.len()
+        + event.specversion.len()
+        + event.type_.len()
+        + optional
+        + event
+            .extensions
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum::<usize>()
+        + event.data.as_ref().map_or(0, Vec::len)
 }
 
 /// What the guest's `handle` returned, as the host sees it.

@@ -200,6 +200,10 @@ pub struct HopError {
     pub body: Bytes,
     /// A remote's `Retry-After`, already parsed.
     pub retry_after: Option<Duration>,
+    /// The host itself refused the call for overload (the step's places and
+    /// queue were full): not retried here, not dead-lettered; the sender is
+    /// answered 429 + `Retry-After` and retries, as Knative's senders do.
+    pub shed: bool,
 }
 
 /// How a Sequence run ended successfully: the event is delivered or dropped
@@ -379,6 +383,13 @@ impl Dispatcher {
                         label: step.target.label(),
                     });
                 }
+                Err(error) if error.shed => {
+                    return Err(ChainError::Step {
+                        index,
+                        label: step.target.label(),
+                        error,
+                    });
+                }
                 Err(error) => {
                     let dest = match &step.target {
                         StepTarget::Wasm(w) => format!("{}/steps/{}", inbound.self_base, w.name),
@@ -556,6 +567,11 @@ impl Dispatcher {
         match target {
             StepTarget::Wasm(step) => {
                 let version = version.unwrap_or_else(|| inbound.choose(step));
+                let _place = step
+                    .gate
+                    .enter()
+                    .await
+                    .map_err(|full| HopError::shed(&step.name, full))?;
                 let output = version
                     .component
                     .handle(event::to_wit(&event))
@@ -596,6 +612,7 @@ impl Dispatcher {
                     retryable: false,
                     body,
                     retry_after: None,
+                    shed: false,
                 }),
         }
     }
@@ -686,7 +703,7 @@ where
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        if !error.retryable || k >= delivery.retry {
+        if !error.retryable || error.shed || k >= delivery.retry {
             return Err(error);
         }
         k += 1;
@@ -745,6 +762,7 @@ fn status_error(url: &Url, status: StatusCode, headers: &HeaderMap, body: Bytes)
         retryable: is_retryable_status(status.as_u16()),
         retry_after: retry_after(status, headers),
         body,
+        shed: false,
     }
 }
 
@@ -758,6 +776,24 @@ impl HopError {
             message,
             retryable,
             retry_after: None,
+            shed: false,
+        }
+    }
+
+    /// The step's concurrency and queue are full: shed the event.
+    fn shed(label: &str, full: crate::registry::GateFull) -> Self {
+        HopError {
+            retry_after: Some(Duration::from_secs(1)),
+            shed: true,
+            ..HopError::local(
+                429,
+                format!(
+                    "step {label:?} is overloaded: {} calls running and {} waiting \
+                     (limits.concurrency, limits.maxQueue); retry later",
+                    full.concurrency, full.max_queue
+                ),
+                true,
+            )
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub admission: Arc<tokio::sync::Semaphore>,
     /// How long an event may wait for admission before a 429.
     pub queue_timeout: std::time::Duration,
+    /// How long a request body may take to arrive (408 beyond).
+    pub read_timeout: std::time::Duration,
 }
 
 /// Events in progress at once by default. Each holds at most
@@ -90,6 +92,12 @@ impl AppState {
         self
     }
 
+    /// Bound how long a request body may take to arrive.
+    pub fn with_read_timeout(mut self, read_timeout: std::time::Duration) -> Self {
+        self.read_timeout = read_timeout;
+        self
+    }
+
     /// Export a span per step call (OTLP), when configured.
     pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
         self.dispatcher = self.dispatcher.with_otlp(exporter);
@@ -117,6 +125,7 @@ impl AppState {
             admin_lock: tokio::sync::Mutex::new(()),
             admission: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             queue_timeout: std::time::Duration::from_millis(100),
+            read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
 }
@@ -347,17 +356,19 @@ async fn admit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Re
     }
     match tokio::time::timeout(state.queue_timeout, state.admission.clone().acquire_owned()).await {
         Ok(Ok(permit)) => Ok(permit),
-        _ => {
-            let mut response = error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "overloaded: too many events in progress (--max-in-flight); retry later".into(),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            Err(response)
-        }
+        _ => Err(overloaded(
+            "overloaded: too many events in progress (--max-in-flight); retry later".into(),
+        )),
     }
+}
+
+/// 429 with `Retry-After: 1`: Knative's dispatcher retries 429 with backoff.
+fn overloaded(message: String) -> Response {
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, message);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 async fn run_sequence(
@@ -411,6 +422,11 @@ async fn run_sequence(
             tracing::warn!(sequence = %seq.name, event_id = %id, sink = %sink, error = %cause, "event dead-lettered");
             StatusCode::ACCEPTED.into_response()
         }
+        Err(chain) if chain.hop().shed => {
+            count("overloaded");
+            tracing::debug!(sequence = %seq.name, event_id = %id, error = %chain, "shed");
+            chain_response(seq, &chain)
+        }
         Err(chain) => {
             count("failed");
             tracing::warn!(sequence = %seq.name, event_id = %id, error = %chain, "sequence failed");
@@ -432,6 +448,9 @@ impl Drop for InFlight<'_> {
 /// (Knative's channel ingress answers 500 to any dispatch failure). Nothing
 /// was acknowledged, so nothing is lost.
 fn chain_response(seq: &Sequence, chain: &ChainError) -> Response {
+    if chain.hop().shed {
+        return overloaded(format!("sequence {:?}: {chain}", seq.name));
+    }
     let hint = if chain.hop().retryable {
         ""
     } else {
@@ -444,6 +463,9 @@ fn chain_response(seq: &Sequence, chain: &ChainError) -> Response {
 }
 
 fn hop_response(hop: &HopError, message: String) -> Response {
+    if hop.shed {
+        return overloaded(message);
+    }
     let status = if hop.retryable {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -461,20 +483,40 @@ async fn read_event(state: &AppState, headers: &HeaderMap, body: Body) -> Result
     if declared.is_some_and(|n| n > state.max_event_bytes) {
         return Err(too_large(state.max_event_bytes));
     }
-    let bytes = match Limited::new(body, state.max_event_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(too_large(state.max_event_bytes));
-        }
-        Err(e) => {
-            return Err(api_error(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {e}"),
-            ));
-        }
-    };
+    let bytes = read_body(state, body, state.max_event_bytes, "--max-event-bytes").await?;
     event::from_http(headers, bytes.to_vec())
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// Read a request body of at most `limit` bytes within the read timeout:
+/// 413 beyond the limit, 408 when the client stops sending (a slowloris
+/// body, or a `Content-Length` larger than what is sent), 400 when the
+/// body cannot be read (a reset, a malformed chunk).
+pub(crate) async fn read_body(
+    state: &AppState,
+    body: Body,
+    limit: usize,
+    flag: &str,
+) -> Result<bytes::Bytes, ApiError> {
+    let read = tokio::time::timeout(state.read_timeout, Limited::new(body, limit).collect());
+    match read.await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body is larger than the limit of {limit} bytes ({flag})"),
+        )),
+        Ok(Err(e)) => Err(api_error(
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the request body: {e}"),
+        )),
+        Err(_) => Err(api_error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body did not arrive within {:?} (--read-timeout)",
+                state.read_timeout
+            ),
+        )),
+    }
 }
 
 fn too_large(limit: usize) -> ApiError {
@@ -496,35 +538,117 @@ fn event_response(status: StatusCode, event: Event) -> Response {
     }
 }
 
+/// What one client connection may consume: how long it may take to send a
+/// request, how big the request head may be, how many connections at once.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// A request's head must arrive within this (also how long an idle
+    /// keep-alive connection stays open), and its body within this again.
+    pub read_timeout: std::time::Duration,
+    /// Largest request head (request line + headers), HTTP/1 and HTTP/2.
+    pub max_header_bytes: usize,
+    /// Open client connections at once; further ones wait in the kernel's
+    /// accept backlog.
+    pub max_connections: usize,
+}
+
+/// 30 s: hyper's own default header timeout and above Knative's 10 s
+/// dispatcher connect budget; a slowloris client holds a connection no longer.
+pub const DEFAULT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// 64 KiB: CloudEvents binary mode puts attributes in headers, and brokers
+/// add tracing and `knativeerror*` headers; 64 KiB is ample for that and an
+/// eighth of what Go's net/http (the Knative data plane) allows.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
+/// 1024: far more than Knative's queue-proxy or dispatchers open to one pod,
+/// while bounding the buffers idle connections hold (≈ 1024 × 64 KiB).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
 /// Serve until SIGTERM or SIGINT, then stop accepting and let in-flight
 /// requests finish (Knative runtime contract: drain on SIGTERM), for at most
 /// `drain_timeout`: events still running then are abandoned (their senders
 /// see the connection close and, being Knative dispatchers, retry elsewhere)
 /// so the process exits before the kubelet's SIGKILL.
+///
+/// Connections are served by hyper directly (not `axum::serve`) so that the
+/// request head has a size limit and a read timeout, and connections a cap:
+/// `axum::serve` sets neither, so a slowloris client could hold a
+/// connection open forever.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     drain_timeout: std::time::Duration,
+    limits: ConnectionLimits,
 ) -> std::io::Result<()> {
-    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = signalled.send(());
-    };
-    let server = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .into_future();
-    tokio::pin!(server);
-    let deadline = async move {
-        if on_signal.await.is_ok() {
-            tokio::time::sleep(drain_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let app = router(state.clone());
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .pipeline_flush(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.read_timeout))
+        .keep_alive_timeout(limits.read_timeout);
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let place = tokio::select! {
+            place = connections.clone().acquire_owned() => match place {
+                Ok(place) => place,
+                Err(_) => break,
+            },
+            () = &mut signal => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut signal => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(place);
+        });
+    }
+    drop(listener);
     tokio::select! {
-        result = &mut server => result,
-        () = deadline => {
+        () = graceful.shutdown() => Ok(()),
+        () = tokio::time::sleep(drain_timeout) => {
             tracing::warn!(
                 drain_timeout_ms = drain_timeout.as_millis() as u64,
                 "drain timeout: exiting with events still in flight"

@@ -1,5 +1,8 @@
-//! A failing guest fails its own event only: traps, endless loops and memory
-//! exhaustion become 5xx within the step's limits, and the host keeps serving.
+//! A failing or hostile guest fails its own event only: traps, endless
+//! loops, memory exhaustion, stack overflow, host-side waits, oversized
+//! outputs become errors within the step's limits, WASI denies what is not
+//! granted, a step's overload is pushed back with 429, and the host keeps
+//! serving with bounded memory.
 
 use std::time::{Duration, Instant};
 
@@ -143,4 +146,205 @@ async fn step_errors_map_to_subscriber_statuses() {
     assert_eq!(seq.status, 500, "{}", seq.text());
     assert!(seq.text().contains("asked to fail (fatal)"));
     assert!(seq.text().contains("deadLetterSink"), "{}", seq.text());
+}
+
+/// The host's resident and peak memory in MiB, from /proc.
+fn host_memory_mib(host: &Host) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid()))
+        .expect("read /proc/PID/status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+            .unwrap_or_else(|| panic!("no {name} in /proc status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One event to sequence `bad` with extra `ce-*` headers; its status and error.
+async fn bad_event(host: &Host, id: &str, extra: &[(&str, &str)]) -> (u16, String) {
+    let mut headers = ce_headers(id, "text/plain");
+    headers.extend_from_slice(extra);
+    let out = post(&format!("{}/sequences/bad", host.url), &headers, "x").await;
+    let error = if out.status >= 400 {
+        out.json()["error"].as_str().unwrap_or("").to_string()
+    } else {
+        format!("an event with {} bytes of data", out.body.len())
+    };
+    (out.status, error)
+}
+
+#[tokio::test]
+async fn deep_recursion_overflows_the_guest_stack_not_the_host() {
+    let host = Host::start(&manifest("recurse", ""), &[]).await;
+    let (status, error) = bad_event(&host, "deep-1", &[]).await;
+    assert_eq!(status, 500, "{error}");
+    assert!(error.contains("trapped"), "{error}");
+    assert!(error.contains("call stack exhausted"), "{error}");
+    healthy_sequence_still_works(&host).await;
+}
+
+#[tokio::test]
+async fn a_guest_waiting_in_a_host_call_is_cut_at_its_timeout() {
+    // A WASI sleep waits in the host, where the epoch deadline never fires:
+    // the host's own timer must stop it.
+    let host = Host::start(&manifest("sleep", "{timeout: PT1S}"), &[]).await;
+    let started = Instant::now();
+    let (status, error) = bad_event(&host, "sleep-1", &[]).await;
+    let took = started.elapsed();
+    assert_eq!(status, 500, "{error}");
+    assert!(error.contains("timed out after 1s"), "{error}");
+    // Correctness bound: cut at 1 s, not after the guest's 60 s sleep.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    healthy_sequence_still_works(&host).await;
+}
+
+#[tokio::test]
+async fn a_100_mb_output_is_refused_and_host_memory_stays_bounded() {
+    // The guest may use 512 MiB, so it can build the 100 MB event; the host
+    // refuses it against limits.maxOutput (default 4 MiB).
+    let host = Host::start(&manifest("huge-output", "{memory: 512Mi}"), &[]).await;
+    for i in 0..3 {
+        let (status, error) = bad_event(&host, &format!("huge-{i}"), &[]).await;
+        assert_eq!(status, 500, "{error}");
+        assert!(
+            error.contains("output is too large: 1000000")
+                && error.contains("bytes, over the step's limits.maxOutput of 4194304 bytes"),
+            "{error}"
+        );
+        // Not retryable (≙ 422): the Sequence says a dead-letter sink would keep it.
+        assert!(error.contains("deadLetterSink"), "{error}");
+    }
+    // Per step: the same guest answers directly with 422.
+    let mut headers = ce_headers("huge-direct", "text/plain");
+    headers.push(("ce-fault", "huge-output"));
+    headers.push(("ce-faultbytes", "5000000"));
+    let direct = post(&format!("{}/steps/faulty", host.url), &headers, "x").await;
+    assert_eq!(direct.status, 422, "{:.300}", direct.text());
+    healthy_sequence_still_works(&host).await;
+    let (rss, peak) = host_memory_mib(&host);
+    eprintln!("host memory after three 100 MB outputs: RSS {rss} MiB, peak {peak} MiB");
+    // Three 100 MB outputs: the host held at most one guest memory and one
+    // copy of the output at a time (bound: 512 MiB guest + 100 MB + the host).
+    assert!(peak < 900, "peak RSS {peak} MiB");
+    assert!(rss < 600, "RSS after {rss} MiB");
+}
+
+#[tokio::test]
+async fn a_smaller_max_output_is_enforced_and_a_fitting_output_passes() {
+    let host = Host::start(&manifest("huge-output", "{maxOutput: 64Ki}"), &[]).await;
+    let (status, error) = bad_event(&host, "fits", &[("ce-faultbytes", "60000")]).await;
+    assert_eq!(status, 200, "{error}");
+    assert_eq!(error, "an event with 60000 bytes of data");
+    let (status, error) = bad_event(&host, "too-big", &[("ce-faultbytes", "70000")]).await;
+    assert_eq!(status, 500, "{error}");
+    assert!(error.contains("limits.maxOutput of 65536 bytes"), "{error}");
+}
+
+#[tokio::test]
+async fn an_output_with_100000_extensions_is_refused() {
+    let host = Host::start(&manifest("many-extensions", "{memory: 256Mi}"), &[]).await;
+    let (status, error) = bad_event(&host, "ext-1", &[]).await;
+    assert_eq!(status, 500, "{error}");
+    assert!(
+        error.contains("100000 extensions, at most 64 are allowed"),
+        "{error}"
+    );
+    let (status, error) = bad_event(&host, "ext-2", &[("ce-faultcount", "10")]).await;
+    assert_eq!(status, 200, "ten extensions are fine: {error}");
+    healthy_sequence_still_works(&host).await;
+    let (rss, _) = host_memory_mib(&host);
+    assert!(rss < 600, "RSS after {rss} MiB");
+}
+
+#[tokio::test]
+async fn wasi_denies_files_environment_sockets_and_lookups() {
+    // A listener the guest will try to reach: it must never see a connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port().to_string();
+    let host = Host::start_with_env(
+        &manifest("escape", ""),
+        &[],
+        &[("STEPHOST_SECRET", "do-not-leak")],
+    )
+    .await;
+    let mut headers = ce_headers("escape-1", "text/plain");
+    headers.push(("ce-faultport", &port));
+    let out = post(&format!("{}/sequences/bad", host.url), &headers, "x").await;
+    assert_eq!(
+        out.status,
+        200,
+        "WASI denials are errors, not crashes: {}",
+        out.text()
+    );
+    let report = out.json();
+    for attempt in [
+        "readEtcPasswd",
+        "readRelative",
+        "listRoot",
+        "writeFile",
+        "tcpConnect",
+        "tcpListen",
+        "udpBind",
+        "nameLookup",
+    ] {
+        let seen = report[attempt].as_str().unwrap_or("");
+        assert!(seen.starts_with("denied: "), "{attempt}: {seen}");
+    }
+    assert_eq!(report["environment"], serde_json::json!([]), "{report}");
+    assert_eq!(report["arguments"], serde_json::json!([]), "{report}");
+    assert!(!out.text().contains("do-not-leak"));
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached a loopback socket"
+    );
+    healthy_sequence_still_works(&host).await;
+}
+
+#[tokio::test]
+async fn a_full_step_pushes_back_with_429_and_retry_after() {
+    // One place, one waiter: the third concurrent event is refused at once.
+    let host = Host::start(
+        &manifest("sleep", "{timeout: PT2S, concurrency: 1, maxQueue: 1}"),
+        &[],
+    )
+    .await;
+    let url = format!("{}/sequences/bad", host.url);
+    let mut running = Vec::new();
+    for i in 0..2 {
+        let url = url.clone();
+        running.push(tokio::spawn(async move {
+            post(&url, &ce_headers(&format!("slow-{i}"), "text/plain"), "x").await
+        }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    let refused = post(&url, &ce_headers("third", "text/plain"), "x").await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), "1");
+    let error = refused.json()["error"].as_str().unwrap_or("").to_string();
+    assert!(
+        error.contains("step \"faulty\" is overloaded: 1 calls running and 1 waiting"),
+        "{error}"
+    );
+    // Refused at once, not after waiting for a place.
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Other steps are not limited by this one.
+    healthy_sequence_still_works(&host).await;
+    for event in running {
+        let out = event.await.expect("join");
+        assert_eq!(out.status, 500, "both admitted events ran (and timed out)");
+    }
+    let metrics = crate::support::get(&format!("{}/metrics", host.url))
+        .await
+        .expect("metrics")
+        .text();
+    assert!(
+        metrics.contains(r#"stephost_events_total{sequence="bad",outcome="overloaded"} 1"#),
+        "{metrics}"
+    );
 }
