@@ -94,6 +94,15 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
             if version != "1.0" && version != "0.3" {
                 return Err(EventError::UnknownSpecVersion(version.to_string()));
             }
+            // The SDK's own message does not say which attribute is wrong.
+            if let Some(schema) = headers.get("ce-dataschema") {
+                let text = schema.to_str().unwrap_or("");
+                if let Err(e) = url::Url::parse(text) {
+                    return Err(EventError::Invalid(format!(
+                        "attribute `dataschema` is not an absolute URI: {e}"
+                    )));
+                }
+            }
         }
         Mode::Structured => {}
     }

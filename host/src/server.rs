@@ -600,8 +600,10 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.read_timeout)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .pipeline_flush(true);
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    // Not `pipeline_flush`: with it hyper 1.12 closes the connection without
+    // writing its 431/400 answer to a malformed head (seen in
+    // hostile::oversized_heads_and_too_many_headers_are_431).
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -9,6 +9,7 @@ mod delivery;
 mod events;
 mod faults;
 mod guests;
+mod hostile;
 mod knative;
 mod lifecycle;
 mod manifests;
