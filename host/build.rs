@@ -63,6 +63,9 @@ fn main() {
         "CARGO_TARGET_DIR",
         "CARGO_PRIMARY_PACKAGE",
         "CLIPPY_ARGS",
+        // Set by scripts/fuzz.sh for cargo fuzz; it would change every guest's
+        // fingerprint and rebuild them all.
+        "RUSTC_BOOTSTRAP",
     ] {
         cmd.env_remove(var);
     }

@@ -8,6 +8,7 @@ mod content_filter;
 mod delivery;
 mod events;
 mod faults;
+mod fuzz_corpus;
 mod guests;
 mod hostile;
 mod knative;
