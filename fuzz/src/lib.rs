@@ -84,6 +84,7 @@ pub fn manifest(data: &[u8]) {
     }
     static SCHEMAS: OnceLock<KnativeSchemas> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| KnativeSchemas::load().expect("vendored CRDs load"));
+    // Stop at the first error: serde_yaml's iterator repeats it forever.
     for doc in serde_yaml::Deserializer::from_str(text) {
         let Ok(value) = serde_yaml::Value::deserialize(doc) else {
             break;

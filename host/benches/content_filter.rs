@@ -1,8 +1,9 @@
 //! The content filter's per-event cost: the scoring code native and
 //! in-process (the physical limit) vs the `content-filter` step through the
-//! host (CloudEvent → WIT → guest: normaliser + tract → WIT), on warm
-//! instances (`reuseInstances: true`, the default manifest's choice) and on a
-//! fresh instance per event (which reloads the model every time).
+//! host (CloudEvent → WIT → guest: normaliser + tract → WIT) on a fresh
+//! instance per event of the pre-initialised component (the default: the
+//! model is in the wizer snapshot), on warm reused instances, and on fresh
+//! instances without pre-initialisation (the model is loaded every event).
 //! Run: `cargo bench -p stephost --bench content_filter`.
 
 // criterion's macros generate undocumented public functions.
@@ -53,17 +54,39 @@ fn bench(c: &mut Criterion) {
         .compile(CONTENT_FILTER, bytes, limits, vec![])
         .expect("compile");
     let warm = fresh.clone().with_warm_instances();
+    let unprepared = Runtime::new(RuntimeConfig {
+        preinit: false,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+    .compile(CONTENT_FILTER, bytes, limits, vec![])
+    .expect("compile");
 
+    // The same, with 4 MiB of each freed memory slot kept resident
+    // (--keep-resident 4Mi): fewer page faults for a guest with a big heap.
+    let resident = Runtime::new(RuntimeConfig {
+        keep_resident: 4 << 20,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime")
+    .compile(CONTENT_FILTER, bytes, limits, vec![])
+    .expect("compile");
     let mut group = c.benchmark_group("content_filter");
     group.bench_function("native", |b| {
         b.iter(|| black_box(native.score(black_box(REVIEW)).expect("score")))
+    });
+    group.bench_function("host-fresh-instance-preinitialised", |b| {
+        b.iter(|| black_box(rt.block_on(fresh.handle(input.clone())).expect("ran")))
+    });
+    group.bench_function("host-fresh-instance-preinitialised-4MiB-resident", |b| {
+        b.iter(|| black_box(rt.block_on(resident.handle(input.clone())).expect("ran")))
     });
     group.bench_function("host-warm-instance", |b| {
         b.iter(|| black_box(rt.block_on(warm.handle(input.clone())).expect("ran")))
     });
     group.sample_size(10);
-    group.bench_function("host-fresh-instance", |b| {
-        b.iter(|| black_box(rt.block_on(fresh.handle(input.clone())).expect("ran")))
+    group.bench_function("host-fresh-instance-not-preinitialised", |b| {
+        b.iter(|| black_box(rt.block_on(unprepared.handle(input.clone())).expect("ran")))
     });
     group.finish();
 }

@@ -124,6 +124,15 @@ fn validate(event: &Event) -> Result<(), EventError> {
     if event.ty().is_empty() {
         return Err(EventError::MissingAttribute("type"));
     }
+    // The same rule a step's output is held to (`from_wit`): an event the
+    // host accepts must be one it can hand on (found by fuzzing).
+    for (name, _) in event.iter_extensions() {
+        if !valid_extension_name(name) {
+            return Err(EventError::Invalid(format!(
+                "extension name {name:?} is not [a-z0-9]{{1,20}} (CloudEvents 1.0 §3.1.1)"
+            )));
+        }
+    }
     if event.subject() == Some("") {
         return Err(EventError::Invalid(
             "attribute `subject` is present but empty".into(),

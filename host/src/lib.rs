@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod nn;
 pub mod otlp;
+pub mod preinit;
 pub mod registry;
 pub mod reload;
 pub mod runtime;

@@ -1143,16 +1143,28 @@ pub fn check_traffic(
 }
 
 /// Whether a text (a ConfigMap value) is a stephost manifest: it has a
-/// WasmStep or a Sequence document.
+/// WasmStep or a Sequence document. A text that is not valid YAML counts
+/// when it names one of those kinds, so its YAML error is reported instead
+/// of the document being skipped.
 pub fn holds_stephost_documents(text: &str) -> bool {
-    serde_yaml::Deserializer::from_str(text).any(|doc| {
-        serde_yaml::Value::deserialize(doc).is_ok_and(|v| {
-            matches!(
-                v.get("kind").and_then(|k| k.as_str()),
-                Some("WasmStep") | Some("Sequence")
-            )
-        })
-    })
+    // serde_yaml's document iterator yields the same error forever after a
+    // syntax error: stop at the first one (found by fuzzing: it hung).
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        match serde_yaml::Value::deserialize(doc) {
+            Ok(v) => {
+                if matches!(
+                    v.get("kind").and_then(|k| k.as_str()),
+                    Some("WasmStep") | Some("Sequence")
+                ) {
+                    return true;
+                }
+            }
+            Err(_) => {
+                return text.contains("WasmStep") || text.contains("kind: Sequence");
+            }
+        }
+    }
+    false
 }
 
 /// Below this a wasm32 Rust guest cannot even hold its stack (1 MiB by default).

@@ -79,6 +79,9 @@ pub struct RuntimeConfig {
     /// How many wasi:nn inferences run at once, host-wide. Each occupies a
     /// core for milliseconds; more than the cores only queues inside tract.
     pub inference_threads: usize,
+    /// Pre-initialise components that export `wizer-initialize` (see
+    /// `preinit`). Off = instances run their initialisation themselves.
+    pub preinit: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -94,6 +97,7 @@ impl Default for RuntimeConfig {
             keep_resident: DEFAULT_KEEP_RESIDENT,
             cache_dir: None,
             inference_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            preinit: true,
         }
     }
 }
@@ -122,6 +126,17 @@ pub enum RuntimeError {
         origin: String,
         /// wasmtime's reason (a missing export or an unsatisfied import).
         message: String,
+    },
+    /// The component's `wizer-initialize` failed (trapped, hit a limit).
+    #[error("{origin}: pre-initialisation (wizer-initialize) failed: {message}{}",
+        if stderr.is_empty() { String::new() } else { format!("; guest stderr: {stderr}") })]
+    Preinit {
+        /// Where the component came from.
+        origin: String,
+        /// Why it failed.
+        message: String,
+        /// What the guest wrote to stderr meanwhile.
+        stderr: String,
     },
     /// The component file could not be read.
     #[error("cannot read component {path}: {source}")]
@@ -326,25 +341,72 @@ impl Runtime {
         limits: StepLimits,
         config: Vec<(String, String)>,
     ) -> Result<StepComponent, RuntimeError> {
-        let component = Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile {
-            origin: origin.to_string(),
-            message: format!("{e:#}"),
-        })?;
+        let compile = |bytes: &[u8]| {
+            Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile {
+                origin: origin.to_string(),
+                message: format!("{e:#}"),
+            })
+        };
+        let mut component = compile(bytes)?;
         let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
             origin: origin.to_string(),
             message: format!("{e:#}"),
         };
+        // Checked on the original first: a component of the wrong world is
+        // reported as such, not as a failed pre-initialisation.
+        self.linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let mut config = config;
+        config.sort();
+        let config = Arc::new(config);
+        if self.config.preinit && crate::preinit::wants_preinit(&component) {
+            let started = Instant::now();
+            let log = GuestLog::new(GUEST_LOG_CAPACITY);
+            // WASI randomness seeded from the component's bytes: the snapshot
+            // (e.g. HashMap keys drawn during init) is then a function of the
+            // inputs, so the compile cache recognises it on the next start.
+            let seed = {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(bytes);
+                u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+            };
+            let new_store = || {
+                let mut store = limited_store(
+                    &self.engine,
+                    limits,
+                    config.clone(),
+                    StepModels::none(self.inference.clone()),
+                    log.clone(),
+                );
+                store.data_mut().wasi = deterministic_wasi(seed, &log);
+                store
+            };
+            let snapshot =
+                crate::preinit::preinitialize(&self.linker, bytes, new_store).map_err(|e| {
+                    RuntimeError::Preinit {
+                        origin: origin.to_string(),
+                        message: format!("{:#}", e.root_cause()),
+                        stderr: log.contents_lossy(),
+                    }
+                })?;
+            component = compile(&snapshot)?;
+            tracing::info!(
+                origin,
+                snapshot_bytes = snapshot.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "pre-initialised (wizer-initialize ran once; instances start from the snapshot)"
+            );
+        }
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         let pre = StepPre::new(pre).map_err(wrong_world)?;
-        let mut config = config;
-        config.sort();
         Ok(StepComponent {
             pre,
             limits,
-            config: Arc::new(config),
+            config,
             slots: self.slots.clone(),
             warm: None,
             models: StepModels::none(self.inference.clone()),
@@ -507,28 +569,13 @@ impl StepComponent {
     /// A fresh store with the step's limits, an empty WASI context (nothing
     /// granted) and the epoch deadline armed.
     fn new_store(&self, log: GuestLog) -> Store<StepState> {
-        let mut wasi = WasiCtx::builder();
-        // No preopens, env, args or network. WasiCtxBuilder's defaults allow
-        // socket creation (with every address denied): switch that off too.
-        wasi.allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .stderr(log.clone())
-            .stdout(log);
-        let state = StepState {
-            wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: StepLimiter::new(self.limits.memory),
-            config: self.config.clone(),
-            nn: NnState::new(
-                self.models.clone(),
-                usize::try_from(self.limits.memory).unwrap_or(usize::MAX),
-            ),
-        };
-        let mut store = Store::new(self.pre.engine(), state);
-        store.limiter(|state| &mut state.limiter);
-        arm_deadline(&mut store, self.limits.timeout);
-        store
+        limited_store(
+            self.pre.engine(),
+            self.limits,
+            self.config.clone(),
+            self.models.clone(),
+            log,
+        )
     }
 
     /// One event on a reused instance (taken from the idle list or new).
@@ -705,6 +752,52 @@ fn from_guest(
         Err(WitStepError::Retryable(msg)) => Err(StepFailure::Retryable(msg)),
         Err(WitStepError::Fatal(msg)) => Err(StepFailure::Fatal(msg)),
     }
+}
+
+/// A store with the step's limits, an empty WASI context (nothing granted)
+/// and the epoch deadline armed.
+fn limited_store(
+    engine: &Engine,
+    limits: StepLimits,
+    config: Arc<Vec<(String, String)>>,
+    models: StepModels,
+    log: GuestLog,
+) -> Store<StepState> {
+    let mut wasi = WasiCtx::builder();
+    // No preopens, env, args or network. WasiCtxBuilder's defaults allow
+    // socket creation (with every address denied): switch that off too.
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .stderr(log.clone())
+        .stdout(log);
+    let state = StepState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limiter: StepLimiter::new(limits.memory),
+        config,
+        nn: NnState::new(models, usize::try_from(limits.memory).unwrap_or(usize::MAX)),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|state| &mut state.limiter);
+    arm_deadline(&mut store, limits.timeout);
+    store
+}
+
+/// A WASI context like [`limited_store`]'s whose random sources are seeded
+/// with `seed`, for pre-initialisation.
+fn deterministic_wasi(seed: u64, log: &GuestLog) -> WasiCtx {
+    use rand::SeedableRng as _;
+    let mut wasi = WasiCtx::builder();
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .stderr(log.clone())
+        .stdout(log.clone())
+        .secure_random(rand::rngs::StdRng::seed_from_u64(seed))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(!seed))
+        .insecure_random_seed(u128::from(seed));
+    wasi.build()
 }
 
 /// Interrupt the store's guest `timeout` from now; until then yield to the

@@ -348,3 +348,36 @@ async fn a_full_step_pushes_back_with_429_and_retry_after() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_trap_while_pre_initialising_refuses_the_step_with_the_guests_message() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stderr) =
+        crate::support::serve_expect_refusal(&manifest("preinit-trap", ""), dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("pre-initialisation (wizer-initialize) failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("faulty: asked to trap while pre-initialising"),
+        "the guest's panic message is shown: {stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_pre_initialised_guest_still_gets_a_fresh_instance_per_event() {
+    // The faulty guest exports wizer-initialize (it is pre-initialised);
+    // state from one event must not reach the next: a trap in one event and
+    // a normal event after it, on the same step.
+    let host = Host::start(&manifest("none", ""), &[]).await;
+    assert!(
+        host.logs().contains("pre-initialised"),
+        "the step was not pre-initialised: {}",
+        host.logs()
+    );
+    let (status, error) = bad_event(&host, "t-1", &[("ce-fault", "trap")]).await;
+    assert_eq!(status, 500, "{error}");
+    let (status, error) = bad_event(&host, "t-2", &[]).await;
+    assert_eq!(status, 200, "{error}");
+}

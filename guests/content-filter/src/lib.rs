@@ -12,9 +12,10 @@
 //! `normalize` (default `true`; `false` scores only the raw text, exactly
 //! alt-profanity-check's answer).
 //!
-//! The model is parsed and optimised on the first event of an instance and
-//! kept for the instance's life: declare `reuseInstances: true` in the
-//! WasmStep so the host keeps instances warm (the default manifest does).
+//! The model is parsed and optimised once, in `preinitialize`: the host runs
+//! it when it loads the component and snapshots the memory (wasmtime-wizer),
+//! so every fresh instance starts with the model ready. (Without that — an
+//! older host — it is loaded on an instance's first event instead.)
 
 use std::sync::OnceLock;
 
@@ -23,6 +24,14 @@ use serde_json::{Map, Value};
 use stephost_guest::{Event, Step, StepError, config_or, export_step};
 
 struct ContentFilter;
+
+/// Texts scored during pre-initialisation: ordinary words, evasions
+/// (leetspeak, separators, repeats, fullwidth, homoglyphs, accents).
+const WARM_UP: [&str; 3] = [
+    "I bought this for my daughter and the plot was great, the characters were flat.",
+    "what a sh1t b00k, f u c k this s.h.i.t, shiiiit, ｆｕｃｋ, ѕhit, café naïve",
+    "Scunthorpe assessment cockpit Shiitake Penistone 42 $5 @home",
+];
 
 /// The loaded model, once per instance.
 fn model() -> Result<&'static Model, StepError> {
@@ -34,6 +43,18 @@ fn model() -> Result<&'static Model, StepError> {
 }
 
 impl Step for ContentFilter {
+    fn preinitialize() {
+        // A load error is kept in the OnceLock and reported by every event.
+        if let Ok(model) = model() {
+            // Score a few texts once so lazily built state (the tokenizer
+            // regex's DFA cache, tract's scratch buffers) is in the snapshot
+            // too, not rebuilt by every fresh instance.
+            for text in WARM_UP {
+                let _ = model.score(text);
+            }
+        }
+    }
+
     fn handle(mut event: Event) -> Result<Option<Event>, StepError> {
         let threshold: f32 = config_or("threshold", "0.5")
             .parse()

@@ -13,6 +13,8 @@
 //! - `huge-output`: returns an event with `faultbytes` (default 100 MB) of data
 //! - `many-extensions`: returns an event with `faultcount` (default 100,000)
 //!   extensions
+//! - `preinit-trap` (as `mode` only): panics in `preinitialize`, when the
+//!   host pre-initialises the component at load
 //! - `escape`: tries what WASI does not grant (files, environment, sockets,
 //!   name lookup, arguments) and returns what each attempt saw as JSON data
 
@@ -21,6 +23,12 @@ use stephost_guest::{Event, Step, StepError, config, export_step};
 struct Faulty;
 
 impl Step for Faulty {
+    fn preinitialize() {
+        if config("mode").as_deref() == Some("preinit-trap") {
+            panic!("faulty: asked to trap while pre-initialising");
+        }
+    }
+
     fn handle(event: Event) -> Result<Option<Event>, StepError> {
         let mode = event
             .extension("fault")

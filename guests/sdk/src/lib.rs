@@ -19,15 +19,17 @@
 //! export_step!(Upper);
 //! ```
 
-/// The generated WIT bindings of the `stephost:step` world (or, with the
-/// `nn` feature, of `step-nn`, which adds the standard `wasi:nn` imports).
+/// The generated WIT bindings of the `stephost:step` world; with the `nn`
+/// feature, of `step-nn` (adds the standard `wasi:nn` imports); with
+/// `preinit`, of `step-preinit` (adds the `wizer-initialize` export); with
+/// both, of `step-nn-preinit`.
 ///
 /// Public so that [`export_step!`] can reach them from a guest crate; a step
 /// normally never names anything in here except, with `nn`, [`nn`].
 #[doc(hidden)]
 #[allow(missing_docs, unsafe_code)]
-#[cfg(not(feature = "nn"))]
 pub mod bindings {
+    #[cfg(not(any(feature = "nn", feature = "preinit")))]
     wit_bindgen::generate!({
         path: "../../wit",
         world: "step",
@@ -35,15 +37,27 @@ pub mod bindings {
         export_macro_name: "export",
         default_bindings_module: "stephost_guest::bindings",
     });
-}
-
-#[doc(hidden)]
-#[allow(missing_docs, unsafe_code)]
-#[cfg(feature = "nn")]
-pub mod bindings {
+    #[cfg(all(feature = "nn", not(feature = "preinit")))]
     wit_bindgen::generate!({
         path: "../../wit",
         world: "step-nn",
+        generate_all,
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "stephost_guest::bindings",
+    });
+    #[cfg(all(feature = "preinit", not(feature = "nn")))]
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "step-preinit",
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "stephost_guest::bindings",
+    });
+    #[cfg(all(feature = "nn", feature = "preinit"))]
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "step-nn-preinit",
         generate_all,
         pub_export_macro: true,
         export_macro_name: "export",
@@ -74,9 +88,18 @@ pub use bindings::stephost::step::types::StepError;
 pub trait Step {
     /// Handle one event.
     fn handle(event: Event) -> Result<Option<Event>, StepError>;
+
+    /// With the `preinit` feature: work done once, when the host loads the
+    /// component, instead of in every instance — e.g. parse a model into a
+    /// `static`. The host snapshots the memory afterwards, so each fresh
+    /// instance starts with the result. It may read [`config`]; it must not
+    /// keep host resources (WASI handles, `wasi:nn` graphs). Default: nothing.
+    fn preinitialize() {}
 }
 
-/// Export a [`Step`] type as the component's `handler`.
+/// Export a [`Step`] type as the component's `handler` (and, with the
+/// `preinit` feature, its [`Step::preinitialize`] as `wizer-initialize`).
+#[cfg(not(feature = "preinit"))]
 #[macro_export]
 macro_rules! export_step {
     ($step:ty) => {
@@ -88,6 +111,31 @@ macro_rules! export_step {
             ) -> ::core::result::Result<::core::option::Option<$crate::Event>, $crate::StepError>
             {
                 <$step as $crate::Step>::handle(event)
+            }
+        }
+        $crate::bindings::export!(__StephostStepExport with_types_in $crate::bindings);
+    };
+}
+
+/// Export a [`Step`] type as the component's `handler` (and, with the
+/// `preinit` feature, its [`Step::preinitialize`] as `wizer-initialize`).
+#[cfg(feature = "preinit")]
+#[macro_export]
+macro_rules! export_step {
+    ($step:ty) => {
+        #[doc(hidden)]
+        struct __StephostStepExport;
+        impl $crate::bindings::exports::stephost::step::handler::Guest for __StephostStepExport {
+            fn handle(
+                event: $crate::Event,
+            ) -> ::core::result::Result<::core::option::Option<$crate::Event>, $crate::StepError>
+            {
+                <$step as $crate::Step>::handle(event)
+            }
+        }
+        impl $crate::bindings::Guest for __StephostStepExport {
+            fn wizer_initialize() {
+                <$step as $crate::Step>::preinitialize()
             }
         }
         $crate::bindings::export!(__StephostStepExport with_types_in $crate::bindings);
