@@ -73,6 +73,7 @@ fn bench(c: &mut Criterion) {
     let limits = StepLimits {
         memory: 512 << 20,
         timeout: Duration::from_secs(120),
+        ..StepLimits::default()
     };
     let sentiment_bytes = EMBEDDED
         .iter()

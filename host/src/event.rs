@@ -94,8 +94,18 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
             if version != "1.0" && version != "0.3" {
                 return Err(EventError::UnknownSpecVersion(version.to_string()));
             }
+            // One value per attribute: the SDK would silently keep one of
+            // several (found by fuzzing: the checks below saw another).
+            for name in headers.keys() {
+                if name.as_str().starts_with("ce-") && headers.get_all(name).iter().nth(1).is_some()
+                {
+                    return Err(EventError::Invalid(format!(
+                        "header {name} appears more than once: an attribute has one value"
+                    )));
+                }
+            }
             // The SDK's own message does not say which attribute is wrong.
-            if let Some(schema) = headers.get("ce-dataschema") {
+            if let Some(schema) = headers.get("ce-dataschema").filter(|_| version == "1.0") {
                 let text = schema.to_str().unwrap_or("");
                 if let Err(e) = url::Url::parse(text) {
                     return Err(EventError::Invalid(format!(
@@ -106,8 +116,11 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
         }
         Mode::Structured => {}
     }
-    let event = cloudevents::binding::http::to_event(headers, body)
+    let mut event = cloudevents::binding::http::to_event(headers, body)
         .map_err(|e| EventError::Invalid(e.to_string()))?;
+    if mode(headers) == Mode::Binary {
+        decode_text_attributes(&mut event)?;
+    }
     validate(&event)?;
     Ok(event)
 }
@@ -123,6 +136,16 @@ fn validate(event: &Event) -> Result<(), EventError> {
     }
     if event.ty().is_empty() {
         return Err(EventError::MissingAttribute("type"));
+    }
+    // The url crate's parse is not always idempotent (IDNA): a dataschema
+    // must read back as written, or the next hop refuses what the host
+    // wrote (found by fuzzing).
+    if let Some(schema) = event.dataschema()
+        && let Err(e) = url::Url::parse(schema.as_str())
+    {
+        return Err(EventError::Invalid(format!(
+            "attribute `dataschema` is not a stable absolute URI: {e}"
+        )));
     }
     // The same rule a step's output is held to (`from_wit`): an event the
     // host accepts must be one it can hand on (found by fuzzing).
@@ -160,9 +183,15 @@ struct BinaryWriter {
 
 impl cloudevents::binding::http::Builder<(HeaderMap, Vec<u8>)> for BinaryWriter {
     fn header(&mut self, key: &str, value: HeaderValue) {
-        if let Ok(name) = http::HeaderName::try_from(key) {
-            self.headers.insert(name, value);
-        }
+        let Ok(name) = http::HeaderName::try_from(key) else {
+            return;
+        };
+        let value = if is_text_attribute_header(name.as_str()) {
+            HeaderValue::from_str(&percent_encode(value.as_bytes())).unwrap_or(value)
+        } else {
+            value
+        };
+        self.headers.insert(name, value);
     }
 
     fn body(&mut self, bytes: Vec<u8>) -> cloudevents::message::Result<(HeaderMap, Vec<u8>)> {
@@ -172,6 +201,89 @@ impl cloudevents::binding::http::Builder<(HeaderMap, Vec<u8>)> for BinaryWriter 
     fn finish(&mut self) -> cloudevents::message::Result<(HeaderMap, Vec<u8>)> {
         self.body(Vec::new())
     }
+}
+
+/// Headers whose values are free text (`id`, `type`, `subject`, extensions),
+/// which the HTTP binding percent-encodes. URI and time attributes are
+/// ASCII by their syntax and are left as they are.
+fn is_text_attribute_header(name: &str) -> bool {
+    match name.strip_prefix("ce-") {
+        Some("source" | "specversion" | "time" | "dataschema" | "schemaurl") => false,
+        Some(_) => true,
+        None => false,
+    }
+}
+
+/// CloudEvents HTTP binding §3.1.3.2: space, `"`, `%` and every byte outside
+/// printable ASCII are percent-encoded in header values (so UTF-8 text
+/// survives binary mode; found by fuzzing: it did not).
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b == b' ' || b == b'"' || b == b'%' || !(0x21..=0x7e).contains(&b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(char::from(b));
+        }
+    }
+    out
+}
+
+/// The receiving side of [`percent_encode`]: `%XX` sequences decoded, any
+/// other `%` kept as is; the result must be UTF-8.
+fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    if !text.contains('%') {
+        return Ok(text.to_string());
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+}
+
+/// Decode percent-encoded text attributes of a binary-mode event in place.
+fn decode_text_attributes(event: &mut Event) -> Result<(), EventError> {
+    use cloudevents::event::AttributesWriter as _;
+    let bad = |name: &str| {
+        EventError::Invalid(format!(
+            "attribute `{name}`: its percent-encoded value is not UTF-8"
+        ))
+    };
+    let id = percent_decode(event.id()).map_err(|_| bad("id"))?;
+    event.set_id(id);
+    let ty = percent_decode(event.ty()).map_err(|_| bad("type"))?;
+    event.set_type(ty);
+    if let Some(subject) = event.subject() {
+        let subject = percent_decode(subject).map_err(|_| bad("subject"))?;
+        event.set_subject(Some(subject));
+    }
+    let extensions: Vec<(String, String)> = event
+        .iter_extensions()
+        .filter_map(|(name, value)| match value {
+            ExtensionValue::String(text) if text.contains('%') => {
+                Some((name.to_string(), text.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    for (name, text) in extensions {
+        let decoded = percent_decode(&text).map_err(|_| bad(&name))?;
+        event.set_extension(&name, ExtensionValue::String(decoded));
+    }
+    Ok(())
 }
 
 /// The WIT record a step receives for `event`.

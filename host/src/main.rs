@@ -27,6 +27,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve Sequences over HTTP (CloudEvents in, the chain, the reply out).
     Serve(ServeArgs),
@@ -208,7 +210,6 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
         max_instances: args.max_instances,
         cache_dir: (!args.no_cache)
             .then(|| args.cache_dir.clone().unwrap_or_else(default_cache_dir)),
-        ..defaults
     })
 }
 

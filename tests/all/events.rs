@@ -131,3 +131,55 @@ async fn unknown_routes_names_and_methods_are_clear() {
         .expect("healthz");
     assert_eq!(health.status, 200);
 }
+
+#[tokio::test]
+async fn unicode_attribute_values_survive_binary_mode_percent_encoded() {
+    // Structured mode carries any Unicode; binary mode answers must
+    // percent-encode it (CloudEvents HTTP binding §3.1.3.2), and a binary
+    // event so encoded must read back as the same text.
+    let host = host(&[]).await;
+    let body = r#"{"specversion":"1.0","id":"u-1","source":"/s","type":"t","subject":"café ☕","note":"50% off \"now\"","datacontenttype":"text/plain","data":"hi"}"#;
+    let out = post(
+        &host.url,
+        &[("content-type", "application/cloudevents+json")],
+        body,
+    )
+    .await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.header("ce-subject"), "caf%C3%A9%20%E2%98%95");
+    assert_eq!(out.header("ce-note"), "50%25%20off%20%22now%22");
+    // The encoded answer, sent back in binary mode, is the same event.
+    let again = post(
+        &host.url,
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "u-2"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-subject", out.header("ce-subject")),
+            ("ce-note", out.header("ce-note")),
+            ("content-type", "text/plain"),
+        ],
+        "hi",
+    )
+    .await;
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.header("ce-subject"), "caf%C3%A9%20%E2%98%95");
+    assert_eq!(again.header("ce-note"), "50%25%20off%20%22now%22");
+    // The same attribute twice is ambiguous: refused.
+    let twice = post(
+        &host.url,
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "u-3"),
+            ("ce-source", "/s"),
+            ("ce-type", "t"),
+            ("ce-note", "a"),
+            ("ce-note", "b"),
+        ],
+        "hi",
+    )
+    .await;
+    assert_eq!(twice.status, 400, "{}", twice.text());
+    assert!(error_of(&twice).contains("ce-note appears more than once"));
+}

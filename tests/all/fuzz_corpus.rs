@@ -9,7 +9,10 @@ mod harness;
 
 use std::path::Path;
 
-fn run_dir(target: &str, check: fn(&[u8])) -> usize {
+/// A harness: one input, panics on a finding.
+type Harness = fn(&[u8]);
+
+fn run_dir(target: &str, check: Harness) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
     let mut count = 0;
     for dir in [
@@ -32,7 +35,7 @@ fn run_dir(target: &str, check: fn(&[u8])) -> usize {
 
 #[test]
 fn every_seed_and_past_crash_passes_its_harness() {
-    let targets: [(&str, fn(&[u8])); 4] = [
+    let targets: [(&str, Harness); 4] = [
         ("cloudevent_binary", harness::cloudevent_binary),
         ("cloudevent_structured", harness::cloudevent_structured),
         ("manifest", harness::manifest),
