@@ -24,22 +24,24 @@ cargo fuzz build -s none -O
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 status=0
-printf '| target | seconds | executions | exec/s | corpus (start → end) | crashes |\n|---|---|---|---|---|---|\n' > "$work/table"
+printf '| target | seconds run | executions | exec/s | corpus (start → end) | crashes |\n|---|---|---|---|---|---|\n' > "$work/table"
 for target in "${targets[@]}"; do
     mkdir -p "$work/$target" "artifacts/$target"
     start=$(ls "seeds/$target" | wc -l)
     log="$work/$target.log"
+    began=$(date +%s)
     set +e
     cargo fuzz run -s none -O "$target" "$work/$target" "seeds/$target" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
         -print_final_stats=1 -artifact_prefix="artifacts/$target/" >"$log" 2>&1
     rc=$?
     set -e
+    took=$(( $(date +%s) - began ))
     runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
     rate=$(grep -oE '^stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo "?")
     end=$(ls "$work/$target" | wc -l)
     crashes=$(ls "artifacts/$target" | wc -l)
-    printf '| %s | %s | %s | %s | %s → %s | %s |\n' "$target" "$seconds" "$runs" "$rate" "$start" "$((start + end))" "$crashes" >> "$work/table"
+    printf '| %s | %s | %s | %s | %s → %s | %s |\n' "$target" "$took" "$runs" "$rate" "$start" "$((start + end))" "$crashes" >> "$work/table"
     if [ "$rc" -ne 0 ] || [ "$crashes" -ne 0 ]; then
         status=1
         echo "== $target: exit $rc, crash inputs in fuzz/artifacts/$target/" >&2

@@ -137,6 +137,15 @@ fn validate(event: &Event) -> Result<(), EventError> {
     if event.ty().is_empty() {
         return Err(EventError::MissingAttribute("type"));
     }
+    // A URI-reference is ASCII (RFC 3986); the SDK accepts more, which
+    // binary mode cannot carry (found by fuzzing).
+    if !event.source().bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(EventError::Invalid(
+            "attribute `source` is not a URI-reference: it has spaces or characters outside \
+             printable ASCII (percent-encode them)"
+                .into(),
+        ));
+    }
     // The url crate's parse is not always idempotent (IDNA): a dataschema
     // must read back as written, or the next hop refuses what the host
     // wrote (found by fuzzing).
@@ -165,8 +174,11 @@ fn validate(event: &Event) -> Result<(), EventError> {
 }
 
 /// Write an event in binary content mode: headers and body.
-pub fn to_http(event: Event) -> Result<(HeaderMap, Vec<u8>), EventError> {
+pub fn to_http(mut event: Event) -> Result<(HeaderMap, Vec<u8>), EventError> {
     use cloudevents::message::BinaryDeserializer;
+    // Encoded in the event, before the SDK turns values into headers: it
+    // cannot make a header of a control character at all.
+    encode_text_attributes(&mut event);
     let serializer = cloudevents::binding::http::Serializer::new(BinaryWriter::default());
     let (headers, body) = event
         .deserialize_binary(serializer)
@@ -186,11 +198,6 @@ impl cloudevents::binding::http::Builder<(HeaderMap, Vec<u8>)> for BinaryWriter 
         let Ok(name) = http::HeaderName::try_from(key) else {
             return;
         };
-        let value = if is_text_attribute_header(name.as_str()) {
-            HeaderValue::from_str(&percent_encode(value.as_bytes())).unwrap_or(value)
-        } else {
-            value
-        };
         self.headers.insert(name, value);
     }
 
@@ -203,14 +210,30 @@ impl cloudevents::binding::http::Builder<(HeaderMap, Vec<u8>)> for BinaryWriter 
     }
 }
 
-/// Headers whose values are free text (`id`, `type`, `subject`, extensions),
-/// which the HTTP binding percent-encodes. URI and time attributes are
-/// ASCII by their syntax and are left as they are.
-fn is_text_attribute_header(name: &str) -> bool {
-    match name.strip_prefix("ce-") {
-        Some("source" | "specversion" | "time" | "dataschema" | "schemaurl") => false,
-        Some(_) => true,
-        None => false,
+/// Percent-encode the free-text attributes (`id`, `type`, `subject`, string
+/// extensions) in place, for binary mode. URI and time attributes are ASCII
+/// by their syntax (checked in `validate`) and are left as they are.
+fn encode_text_attributes(event: &mut Event) {
+    use cloudevents::event::AttributesWriter as _;
+    let id = percent_encode(event.id().as_bytes());
+    event.set_id(id);
+    let ty = percent_encode(event.ty().as_bytes());
+    event.set_type(ty);
+    if let Some(subject) = event.subject() {
+        let subject = percent_encode(subject.as_bytes());
+        event.set_subject(Some(subject));
+    }
+    let extensions: Vec<(String, String)> = event
+        .iter_extensions()
+        .filter_map(|(name, value)| match value {
+            ExtensionValue::String(text) => {
+                Some((name.to_string(), percent_encode(text.as_bytes())))
+            }
+            _ => None,
+        })
+        .collect();
+    for (name, text) in extensions {
+        event.set_extension(&name, ExtensionValue::String(text));
     }
 }
 
@@ -418,6 +441,31 @@ pub fn spec_version(event: &Event) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_encoding_round_trips_text_and_leaves_stray_percents() {
+        for text in [
+            "plain",
+            "with space",
+            "100%",
+            "a\"b",
+            "café ☕",
+            "50%2",
+            "\u{11}",
+            "",
+        ] {
+            let encoded = percent_encode(text.as_bytes());
+            assert!(
+                encoded.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+                "{encoded}"
+            );
+            assert_eq!(percent_decode(&encoded).expect("utf-8"), text);
+        }
+        // What a sender that does not encode sends is kept where it is not an escape.
+        assert_eq!(percent_decode("100%").expect("utf-8"), "100%");
+        assert_eq!(percent_decode("%zz%4").expect("utf-8"), "%zz%4");
+        assert!(percent_decode("%ff").is_err());
+    }
 
     fn binary(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut headers = HeaderMap::new();
