@@ -29,9 +29,10 @@ CONFIGS = [
     ("defaults (--max-in-flight 256, --queue-timeout PT0.1S)", []),
     ("--max-in-flight 16 (= containerConcurrency in manifests/service.yaml)", ["--max-in-flight", "16"]),
     ("--max-in-flight 4 --queue-timeout PT0.02S", ["--max-in-flight", "4", "--queue-timeout", "PT0.02S"]),
+    ("--max-in-flight 2 --queue-timeout PT0S (one event per core, no waiting)", ["--max-in-flight", "2", "--queue-timeout", "PT0S"]),
 ]
 if smoke:
-    CONFIGS = CONFIGS[2:]
+    CONFIGS = CONFIGS[3:]
 
 
 def free_port():
