@@ -97,11 +97,11 @@ pub trait Step {
     fn preinitialize() {}
 }
 
-/// Export a [`Step`] type as the component's `handler` (and, with the
-/// `preinit` feature, its [`Step::preinitialize`] as `wizer-initialize`).
-#[cfg(not(feature = "preinit"))]
+/// The `handler` export of a [`Step`] type, shared by both forms of
+/// [`export_step!`].
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export_step {
+macro_rules! __export_step_handler {
     ($step:ty) => {
         #[doc(hidden)]
         struct __StephostStepExport;
@@ -113,6 +113,16 @@ macro_rules! export_step {
                 <$step as $crate::Step>::handle(event)
             }
         }
+    };
+}
+
+/// Export a [`Step`] type as the component's `handler` (and, with the
+/// `preinit` feature, its [`Step::preinitialize`] as `wizer-initialize`).
+#[cfg(not(feature = "preinit"))]
+#[macro_export]
+macro_rules! export_step {
+    ($step:ty) => {
+        $crate::__export_step_handler!($step);
         $crate::bindings::export!(__StephostStepExport with_types_in $crate::bindings);
     };
 }
@@ -123,16 +133,7 @@ macro_rules! export_step {
 #[macro_export]
 macro_rules! export_step {
     ($step:ty) => {
-        #[doc(hidden)]
-        struct __StephostStepExport;
-        impl $crate::bindings::exports::stephost::step::handler::Guest for __StephostStepExport {
-            fn handle(
-                event: $crate::Event,
-            ) -> ::core::result::Result<::core::option::Option<$crate::Event>, $crate::StepError>
-            {
-                <$step as $crate::Step>::handle(event)
-            }
-        }
+        $crate::__export_step_handler!($step);
         impl $crate::bindings::Guest for __StephostStepExport {
             fn wizer_initialize() {
                 <$step as $crate::Step>::preinitialize()
