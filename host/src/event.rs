@@ -146,6 +146,17 @@ fn validate(event: &Event) -> Result<(), EventError> {
                 .into(),
         ));
     }
+    // A media type is ASCII (RFC 6838), and binary mode sends it as the
+    // Content-Type header (found by fuzzing: a non-ASCII one could not be read back).
+    if let Some(media) = event.datacontenttype()
+        && !media.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    {
+        return Err(EventError::Invalid(
+            "attribute `datacontenttype` is not a media type: it has characters outside \
+             printable ASCII"
+                .into(),
+        ));
+    }
     // The url crate's parse is not always idempotent (IDNA): a dataschema
     // must read back as written, or the next hop refuses what the host
     // wrote (found by fuzzing).
