@@ -167,8 +167,15 @@ fn validate(event: &Event) -> Result<(), EventError> {
             "attribute `dataschema` is not a stable absolute URI: {e}"
         )));
     }
-    // The same rule a step's output is held to (`from_wit`): an event the
-    // host accepts must be one it can hand on (found by fuzzing).
+    // The same rules a step's output is held to (`from_wit`, the runtime's
+    // output check): an event the host accepts must be one it can hand on.
+    let extensions = event.iter_extensions().count();
+    if extensions > crate::runtime::MAX_OUTPUT_EXTENSIONS {
+        return Err(EventError::Invalid(format!(
+            "{extensions} extensions, at most {} are allowed",
+            crate::runtime::MAX_OUTPUT_EXTENSIONS
+        )));
+    }
     for (name, _) in event.iter_extensions() {
         if !valid_extension_name(name) {
             return Err(EventError::Invalid(format!(

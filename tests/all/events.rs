@@ -166,6 +166,17 @@ async fn unicode_attribute_values_survive_binary_mode_percent_encoded() {
     assert_eq!(again.status, 200, "{}", again.text());
     assert_eq!(again.header("ce-subject"), "caf%C3%A9%20%E2%98%95");
     assert_eq!(again.header("ce-note"), "50%25%20off%20%22now%22");
+    // More extensions than a step may emit are refused at the door, not
+    // after the first step (structured mode has no header limit).
+    let many: String = (0..65).map(|i| format!(r#","x{i}":"v""#)).collect();
+    let crowded = post(
+        &host.url,
+        &[("content-type", "application/cloudevents+json")],
+        format!(r#"{{"specversion":"1.0","id":"u-4","source":"/s","type":"t"{many}}}"#),
+    )
+    .await;
+    assert_eq!(crowded.status, 400, "{}", crowded.text());
+    assert!(error_of(&crowded).contains("65 extensions, at most 64 are allowed"));
     // The same attribute twice is ambiguous: refused.
     let twice = post(
         &host.url,
