@@ -42,6 +42,10 @@ struct Args {
     /// Review texts to cycle through, one per line (default: four built in).
     #[arg(long)]
     texts: Option<std::path::PathBuf>,
+    /// `text/plain` sends each text as it is (for text steps such as the
+    /// appender); otherwise it is wrapped as `{"reviewText": ...}` JSON.
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
     /// A label copied into the output.
     #[arg(long, default_value = "")]
     label: String,
@@ -75,9 +79,16 @@ fn main() {
     let bodies: Arc<Vec<Bytes>> = Arc::new(
         texts
             .iter()
-            .map(|t| Bytes::from(serde_json::json!({ "reviewText": t }).to_string()))
+            .map(|t| match args.content_type.as_str() {
+                "text/plain" => Bytes::from(t.clone()),
+                _ => Bytes::from(serde_json::json!({ "reviewText": t }).to_string()),
+            })
             .collect(),
     );
+    let content_type: &'static str = match args.content_type.as_str() {
+        "text/plain" => "text/plain",
+        _ => "application/json",
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -104,7 +115,8 @@ fn main() {
                         (client.clone(), url.clone(), bodies.clone(), tally.clone());
                     let scheduled = next.into_std();
                     tasks.spawn(async move {
-                        send(&client, &url, &bodies, n, scheduled, &tally).await;
+                        let event = (&bodies[..], n, content_type);
+                        send(&client, &url, event, scheduled, &tally).await;
                     });
                     n += 1;
                     next += interval;
@@ -120,7 +132,8 @@ fn main() {
                     tasks.spawn(async move {
                         let mut n = c as u64;
                         while started.elapsed() < duration {
-                            send(&client, &url, &bodies, n, Instant::now(), &tally).await;
+                            let event = (&bodies[..], n, content_type);
+                            send(&client, &url, event, Instant::now(), &tally).await;
                             n += clients as u64;
                         }
                     });
@@ -157,17 +170,17 @@ fn main() {
     println!("{report}");
 }
 
-/// Send event `n`; record its status, and its latency from `scheduled` if 2xx.
+/// Send event `n` (its data cycles through `bodies`, all of `content_type`);
+/// record its status, and its latency from `scheduled` if 2xx.
 async fn send(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     url: &hyper::Uri,
-    bodies: &[Bytes],
-    n: u64,
+    (bodies, n, content_type): (&[Bytes], u64, &str),
     scheduled: Instant,
     tally: &Mutex<Tally>,
 ) {
     let request = hyper::Request::post(url.clone())
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("ce-specversion", "1.0")
         .header("ce-id", format!("load-{n}"))
         .header("ce-source", "/loadgen")

@@ -1,0 +1,390 @@
+#!/usr/bin/env python3
+"""stephost against its peers and the physical limit (issue #8), one run.
+
+Run through bench/perf.sh, which builds what this needs and makes the Python
+peer's venv. Prints Markdown tables (and writes target/perf/results.json):
+
+  P1  per-step host overhead, trivial step (criterion bench step_overhead)
+  P2  three appender steps: fused stephost vs http-chain (each step its own
+      stephost process, chained by examples/chain_dispatcher.rs through
+      channels, as the InMemoryChannel dispatcher does), concurrency 1/4/16/64
+  P3  filter -> sentiment: fused stephost vs python-peer (bench/python_peer.py:
+      two uvicorn services on onnxruntime, the same dispatcher)
+  P4  sentiment step through the host (wasi-nn -> tract) vs native tract, and
+      the in-guest tract variant (criterion bench sentiment)
+  P5  fused stephost vs native in-process (examples/native_pipeline.rs)
+  P7  process start -> /readyz 200, warm and cold compile cache
+
+Load: examples/loadgen.rs, closed loop (N keep-alive clients). Every figure
+of a pair comes from the same run; each load phase is repeated and the median
+repetition (by events/s) is reported.
+
+Usage: python3 bench/perf.py [--smoke] --venv-python PATH
+  --smoke: 1 s phases, concurrency 1 and 4, no criterion, no cold start:
+           keeps every script and server of the suite from rotting (CI).
+"""
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+RELEASE = os.path.join(ROOT, "target", "release")
+STEPHOST = os.path.join(RELEASE, "stephost")
+LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
+DISPATCHER = os.path.join(RELEASE, "examples", "chain_dispatcher")
+NATIVE = os.path.join(RELEASE, "examples", "native_pipeline")
+APPENDER = os.path.join(ROOT, "target", "guests", "wasm32-wasip2", "release", "appender.wasm")
+PEER = os.path.join(ROOT, "bench", "python_peer.py")
+OUT = os.path.join(ROOT, "target", "perf")
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--smoke", action="store_true")
+parser.add_argument("--venv-python", required=True, help="python with the peer's packages")
+args = parser.parse_args()
+SMOKE = args.smoke
+PHASE = 1.0 if SMOKE else 8.0
+REPS = 1 if SMOKE else 3
+LEVELS = [1, 4] if SMOKE else [1, 4, 16, 64]
+os.makedirs(OUT, exist_ok=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, timeout=2):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status
+    except Exception:
+        return None
+
+
+class Server:
+    """A process serving HTTP on a loopback port; its log kept for errors."""
+
+    def __init__(self, name, cmd, port, ready_path="/readyz", env=None):
+        self.name, self.port = name, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(os.path.join(OUT, f"{name}.log"), "w+b")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env, cwd=ROOT)
+        self.ready_path = ready_path
+
+    def wait_ready(self, limit=300):
+        deadline = time.monotonic() + limit
+        while True:
+            if self.ready_path is None:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    break
+                except OSError:
+                    pass
+            elif get(self.url + self.ready_path) == 200:
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.log.seek(0)
+                sys.exit(f"{self.name} did not become ready:\n"
+                         + self.log.read().decode(errors="replace")[-3000:])
+            time.sleep(0.05)
+        return time.monotonic() - self.started
+
+    def peak_rss_mib(self):
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return float("nan")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def stephost(name, manifest=None, extra=()):
+    port = free_port()
+    cmd = [STEPHOST, "serve", "--port", str(port), "--host", "127.0.0.1", *extra]
+    if manifest is not None:
+        path = os.path.join(OUT, f"{name}.yaml")
+        with open(path, "w") as f:
+            f.write(manifest)
+        cmd += ["--manifest", path]
+    return Server(name, cmd, port)
+
+
+def dispatcher(name, step_urls):
+    port = free_port()
+    cmd = [DISPATCHER, "--port", str(port)]
+    for u in step_urls:
+        cmd += ["--step", u]
+    return Server(name, cmd, port, ready_path=None)
+
+
+def load(url, concurrency, seconds, content_type="application/json"):
+    cmd = [LOADGEN, "--url", url + "/", "--concurrency", str(concurrency),
+           "--seconds", str(seconds), "--content-type", content_type]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    failed = {k: v for k, v in r["statuses"].items() if not k.startswith("2")}
+    if failed or r["accepted"] == 0:
+        sys.exit(f"{url}: events failed under load: {r['statuses']}")
+    return r
+
+
+def measure(url, concurrency, content_type="application/json"):
+    """The median of REPS closed-loop phases (by events/s)."""
+    runs = [load(url, concurrency, PHASE, content_type) for _ in range(REPS)]
+    runs.sort(key=lambda r: r["accepted_per_s"])
+    return runs[len(runs) // 2]
+
+
+def compare(name, a_servers, a_url, b_servers, b_url, content_type):
+    """Both systems at every concurrency level, A then B at each level."""
+    rows = []
+    for c in LEVELS:
+        load(a_url, c, min(PHASE, 2), content_type)  # warm-up
+        a = measure(a_url, c, content_type)
+        load(b_url, c, min(PHASE, 2), content_type)
+        b = measure(b_url, c, content_type)
+        rows.append((c, a, b))
+        print(f"  {name} c={c}: {a['accepted_per_s']:.0f} vs {b['accepted_per_s']:.0f} ev/s",
+              file=sys.stderr)
+    rss_a = sum(s.peak_rss_mib() for s in a_servers)
+    rss_b = sum(s.peak_rss_mib() for s in b_servers)
+    return rows, rss_a, rss_b
+
+
+def appender_step(name, suffix):
+    return (f"---\napiVersion: stephost.dev/v1alpha1\nkind: WasmStep\nmetadata:\n  name: {name}\n"
+            f"spec:\n  component: {APPENDER}\n  config:\n    suffix: \"{suffix}\"\n")
+
+
+def three_appenders():
+    seq = ("apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata:\n  name: appenders\n"
+           "spec:\n  steps:\n"
+           + "".join(f"    - ref:\n        apiVersion: serving.knative.dev/v1\n"
+                     f"        kind: Service\n        name: step-{i}\n" for i in range(3)))
+    return seq + "".join(appender_step(f"step-{i}", f"-{i}") for i in range(3))
+
+
+def criterion_medians(bench, group):
+    """Run a criterion bench; {benchmark id: median seconds}."""
+    subprocess.run(["cargo", "bench", "-p", "stephost", "--bench", bench],
+                   check=True, cwd=ROOT, stdout=sys.stderr)
+    out = {}
+    for path in glob.glob(os.path.join(ROOT, "target", "criterion", group, "*", "new",
+                                       "estimates.json")):
+        with open(os.path.join(os.path.dirname(path), "benchmark.json")) as f:
+            ident = json.load(f)["function_id"]
+        with open(path) as f:
+            out[ident] = json.load(f)["median"]["point_estimate"] / 1e9
+    return out
+
+
+results = {"smoke": SMOKE, "phase_s": PHASE, "reps": REPS, "levels": LEVELS}
+started = time.time()
+
+# ---- P1 and P4: criterion (in-process, no HTTP) --------------------------------
+if not SMOKE:
+    results["P1"] = criterion_medians("step_overhead", "step_overhead")
+    results["P4"] = criterion_medians("sentiment", "sentiment")
+
+# ---- P2: three appenders, fused vs http-chain -----------------------------------
+servers = []
+try:
+    fused = stephost("p2-fused", three_appenders())
+    steps = [stephost(f"p2-step-{i}", appender_step(f"step-{i}", f"-{i}")) for i in range(3)]
+    servers = [fused, *steps]
+    for s in servers:
+        s.wait_ready()
+    chain = dispatcher("p2-dispatcher", [f"{s.url}/steps/step-{i}" for i, s in enumerate(steps)])
+    servers.append(chain)
+    chain.wait_ready()
+    # Both must give the same answer before they are timed.
+    for s in (fused, chain):
+        body = subprocess.run(
+            ["curl", "-s", "-X", "POST", s.url + "/", "-H", "ce-specversion: 1.0",
+             "-H", "ce-id: p2", "-H", "ce-source: /perf", "-H", "ce-type: t",
+             "-H", "content-type: text/plain", "--data-binary", "hello"],
+            check=True, capture_output=True, text=True).stdout
+        if body != "hello-0-1-2":
+            sys.exit(f"P2: {s.name} answered {body!r}, want 'hello-0-1-2'")
+    results["P2"] = compare("P2", [fused], fused.url, steps + [chain], chain.url, "text/plain")
+finally:
+    for s in servers:
+        s.stop()
+
+# ---- P3 + P5: filter -> sentiment, fused vs python-peer, vs native ---------------
+servers = []
+try:
+    fused = stephost("p3-fused")
+    peer_ports = [free_port(), free_port()]
+    peers = [Server(f"p3-peer-{k}", [args.venv_python, PEER, k, str(p)], p)
+             for k, p in zip(["filter", "sentiment"], peer_ports)]
+    servers = [fused, *peers]
+    for s in servers:
+        s.wait_ready()
+    chain = dispatcher("p3-dispatcher", [p.url + "/" for p in peers])
+    servers.append(chain)
+    chain.wait_ready()
+    # The same verdicts from both before timing (one clean, one offensive review).
+    for text, want in [("I absolutely loved this book", ("good", "positive")),
+                       ("You are a fucking idiot and this book is shit", ("bad", "negative"))]:
+        for s in (fused, chain):
+            out = subprocess.run(
+                ["curl", "-s", "-D", "-", "-X", "POST", s.url + "/", "-H", "ce-specversion: 1.0",
+                 "-H", "ce-id: p3", "-H", "ce-source: /perf", "-H", "ce-type: new-review-comment",
+                 "-H", "content-type: application/json",
+                 "--data-binary", json.dumps({"reviewText": text})],
+                check=True, capture_output=True, text=True).stdout.lower()
+            for w, header in zip(want, ["ce-badwordfilter", "ce-sentimentresult"]):
+                if f"{header}: {w}" not in out:
+                    sys.exit(f"P3: {s.name} on {text!r}: no '{header}: {w}' in\n{out}")
+    results["P3"] = compare("P3", [fused], fused.url, peers + [chain], chain.url,
+                            "application/json")
+finally:
+    for s in servers:
+        s.stop()
+native = {}
+for threads in (1, 2):
+    out = subprocess.run([NATIVE, "--threads", str(threads), "--seconds", str(PHASE)],
+                         check=True, capture_output=True, text=True).stdout
+    native[threads] = json.loads(out)
+results["P5"] = native
+
+# ---- P7: start -> /readyz ---------------------------------------------------------
+def start_to_ready(extra):
+    s = stephost("p7", extra=extra)
+    try:
+        return s.wait_ready()
+    finally:
+        s.stop()
+
+
+cache = os.path.join(OUT, "p7-cache")
+shutil.rmtree(cache, ignore_errors=True)
+results["P7"] = {}
+if not SMOKE:
+    results["P7"]["cold"] = start_to_ready(["--cache-dir", cache])
+start_to_ready(["--cache-dir", cache])  # make sure the cache is warm
+warm = [start_to_ready(["--cache-dir", cache]) for _ in range(1 if SMOKE else 5)]
+results["P7"]["warm"] = statistics.median(warm)
+shutil.rmtree(cache, ignore_errors=True)
+
+results["wall_s"] = time.time() - started
+with open(os.path.join(OUT, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+
+# ---- the tables -------------------------------------------------------------------
+def ms(x):
+    return f"{x:.2f} ms" if x < 10 else f"{x:.1f} ms"
+
+
+def us(seconds):
+    return f"{seconds * 1e6:.1f} µs"
+
+
+def level_table(title, rows, rss_a, rss_b, a_name, b_name):
+    print(f"\n{title}\n")
+    print(f"| clients | {a_name} ev/s | {b_name} ev/s | ev/s ratio | {a_name} p50 / p99 "
+          f"| {b_name} p50 / p99 | p50 ratio ({b_name} ÷ {a_name}) | p99 ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c, a, b in rows:
+        print(f"| {c} | {a['accepted_per_s']:.0f} | {b['accepted_per_s']:.0f} "
+              f"| **{a['accepted_per_s'] / b['accepted_per_s']:.2f}×** "
+              f"| {ms(a['p50_ms'])} / {ms(a['p99_ms'])} | {ms(b['p50_ms'])} / {ms(b['p99_ms'])} "
+              f"| **{b['p50_ms'] / a['p50_ms']:.2f}×** | {b['p99_ms'] / a['p99_ms']:.2f}× |")
+    print(f"\nPeak RSS (VmHWM, all server processes): {a_name} {rss_a:.0f} MiB, "
+          f"{b_name} {rss_b:.0f} MiB ({rss_b / rss_a:.2f}×).")
+
+
+def rev(version_cmd):
+    try:
+        return subprocess.run(version_cmd, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+PEER_VERSIONS = ("import onnxruntime, tokenizers, uvicorn; print('onnxruntime', "
+                 "onnxruntime.__version__, 'tokenizers', tokenizers.__version__, "
+                 "'uvicorn', uvicorn.__version__)")
+peer_versions = rev([args.venv_python, "-c", PEER_VERSIONS])
+print(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+      f"{platform.machine()}; {rev(['rustc', '--version'])}; {peer_versions}; "
+      f"load phases {PHASE:.0f} s × {REPS} (median), closed loop; wall {results['wall_s']:.0f} s"
+      + (" — SMOKE RUN, figures meaningless" if SMOKE else ""))
+
+p2, p3 = results["P2"], results["P3"]
+best = max(p3[0], key=lambda r: r[1]["accepted_per_s"])
+nat = results["P5"][2]
+print("\n| measure | stephost | baseline | ratio | target | met |")
+print("|---|---|---|---|---|---|")
+if not SMOKE:
+    p1 = results["P1"]
+    d = p1.get("dropper/pooling", float("nan"))
+    print(f"| P1 trivial step (dropper), fresh instance per event | {us(d)} | target 20 µs "
+          f"| {d / 20e-6:.2f}× of target | ≤ 20 µs | {'yes' if d <= 20e-6 else 'no'} |")
+p2c = {c: (a, b) for c, a, b in p2[0]}
+for c in sorted(p2c):
+    a, b = p2c[c]
+    r, l = a["accepted_per_s"] / b["accepted_per_s"], b["p50_ms"] / a["p50_ms"]
+    print(f"| P2 3 appenders, {c} clients: ev/s, p50 | {a['accepted_per_s']:.0f} ev/s, "
+          f"{ms(a['p50_ms'])} | http-chain {b['accepted_per_s']:.0f} ev/s, {ms(b['p50_ms'])} "
+          f"| {r:.2f}× ev/s, p50 1/{l:.1f} | ≥ 10×, ≤ 1/10 | {'yes' if r >= 10 and l >= 10 else 'no'} |")
+for c, a, b in p3[0]:
+    r = a["accepted_per_s"] / b["accepted_per_s"]
+    ok = r >= 1.0 and a["p99_ms"] <= b["p99_ms"]
+    print(f"| P3 filter → sentiment, {c} clients: ev/s, p99 | {a['accepted_per_s']:.0f} ev/s, "
+          f"{ms(a['p99_ms'])} | python-peer {b['accepted_per_s']:.0f} ev/s, {ms(b['p99_ms'])} "
+          f"| {r:.2f}× ev/s, p99 {a['p99_ms'] / b['p99_ms']:.2f}× | ≥ 1.0×, p99 ≤ | {'yes' if ok else 'no'} |")
+if not SMOKE:
+    p4 = results["P4"]
+    n = p4["native-tract-in-process"]
+    h = p4["host-wasi-nn-fresh-instance"]
+    g = p4["in-guest-tract-simd-warm-instance"]
+    print(f"| P4 sentiment step via wasi-nn (fresh instance) | {ms(h * 1e3)} | native tract "
+          f"{ms(n * 1e3)} | {h / n:.2f}× | ≤ 1.2× | {'yes' if h / n <= 1.2 else 'no'} |")
+    print(f"| P4 in-guest tract, +simd128, warm instance | {ms(g * 1e3)} | native tract "
+          f"{ms(n * 1e3)} | {g / n:.2f}× | reported | — |")
+r5 = best[1]["accepted_per_s"] / nat["accepted_per_s"]
+print(f"| P5 filter → sentiment, best ev/s ({best[0]} clients) | {best[1]['accepted_per_s']:.0f} ev/s "
+      f"| native, 2 threads {nat['accepted_per_s']:.0f} ev/s | {r5:.2f}× | ≥ 0.8× | {'yes' if r5 >= 0.8 else 'no'} |")
+one, nat1 = p3[0][0][1], results["P5"][1]
+print(f"| P5 filter → sentiment, latency at 1 client (p50) | {ms(one['p50_ms'])} "
+      f"| native, 1 thread {ms(nat1['p50_ms'])} | {one['p50_ms'] / nat1['p50_ms']:.2f}× | — | — |")
+p7 = results["P7"]
+if "cold" in p7:
+    print(f"| P7 start → /readyz, cold compile cache | {p7['cold']:.2f} s | warm {p7['warm']:.3f} s "
+          f"| {p7['cold'] / p7['warm']:.1f}× | reported | — |")
+print(f"| P7 start → /readyz, warm compile cache (median) | {p7['warm']:.3f} s | — | — | reported | — |")
+
+level_table("P2 — three appender steps: fused stephost vs http-chain (3 stephost step "
+            "processes + channel dispatcher)", *p2, "fused", "http-chain")
+level_table("P3 — filter → sentiment: fused stephost vs python-peer (2 uvicorn services "
+            "+ channel dispatcher)", *p3, "fused", "python-peer")
+print(f"\nP5 native in-process: 1 thread {nat1['accepted_per_s']:.0f} ev/s "
+      f"(p50 {ms(nat1['p50_ms'])}, p99 {ms(nat1['p99_ms'])}); 2 threads "
+      f"{nat['accepted_per_s']:.0f} ev/s (p50 {ms(nat['p50_ms'])}, p99 {ms(nat['p99_ms'])}).")
+if not SMOKE:
+    print("\nP1 all variants (criterion medians): "
+          + ", ".join(f"{k} {us(v)}" for k, v in sorted(results["P1"].items())))
