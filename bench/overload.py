@@ -26,13 +26,16 @@ loadgen = args[1] if len(args) > 1 else "target/release/examples/loadgen"
 phase = 1.0 if smoke else 15.0
 
 CONFIGS = [
-    ("defaults (--max-in-flight 256, --queue-timeout PT0.1S)", []),
-    ("--max-in-flight 16 (= containerConcurrency in manifests/service.yaml)", ["--max-in-flight", "16"]),
-    ("--max-in-flight 4 --queue-timeout PT0.02S", ["--max-in-flight", "4", "--queue-timeout", "PT0.02S"]),
-    ("--max-in-flight 2 --queue-timeout PT0S (one event per core, no waiting)", ["--max-in-flight", "2", "--queue-timeout", "PT0S"]),
+    ("defaults (adaptive admission, --max-in-flight 256, --queue-timeout PT0.1S)", []),
+    ("--admission fixed (a fixed limit of 256: the default before adaptive admission)",
+     ["--admission", "fixed"]),
+    ("--max-in-flight 16 (= containerConcurrency in manifests/service.yaml), adaptive",
+     ["--max-in-flight", "16"]),
+    ("--admission fixed --max-in-flight 2 --queue-timeout PT0S (one event per core, no waiting)",
+     ["--admission", "fixed", "--max-in-flight", "2", "--queue-timeout", "PT0S"]),
 ]
 if smoke:
-    CONFIGS = CONFIGS[3:]
+    CONFIGS = CONFIGS[:1]
 
 
 def free_port():

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -140,6 +141,18 @@ def dispatcher(name, step_urls):
     return Server(name, cmd, port, ready_path=None)
 
 
+def post(url, content_type, data, ident):
+    """One binary-mode CloudEvent; (status, lower-cased headers, body)."""
+    request = urllib.request.Request(url + "/", data=data, method="POST", headers={
+        "ce-specversion": "1.0", "ce-id": ident, "ce-source": "/perf",
+        "ce-type": "new-review-comment", "content-type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
 def load(url, concurrency, seconds, content_type="application/json"):
     cmd = [LOADGEN, "--url", url + "/", "--concurrency", str(concurrency),
            "--seconds", str(seconds), "--content-type", content_type]
@@ -222,13 +235,9 @@ try:
     chain.wait_ready()
     # Both must give the same answer before they are timed.
     for s in (fused, chain):
-        body = subprocess.run(
-            ["curl", "-s", "-X", "POST", s.url + "/", "-H", "ce-specversion: 1.0",
-             "-H", "ce-id: p2", "-H", "ce-source: /perf", "-H", "ce-type: t",
-             "-H", "content-type: text/plain", "--data-binary", "hello"],
-            check=True, capture_output=True, text=True).stdout
-        if body != "hello-0-1-2":
-            sys.exit(f"P2: {s.name} answered {body!r}, want 'hello-0-1-2'")
+        status, _, body = post(s.url, "text/plain", b"hello", "p2")
+        if status != 200 or body != b"hello-0-1-2":
+            sys.exit(f"P2: {s.name} answered {status} {body!r}, want 200 'hello-0-1-2'")
     results["P2"] = compare("P2", [fused], fused.url, steps + [chain], chain.url, "text/plain")
 finally:
     for s in servers:
@@ -251,15 +260,12 @@ try:
     for text, want in [("I absolutely loved this book", ("good", "positive")),
                        ("You are a fucking idiot and this book is shit", ("bad", "negative"))]:
         for s in (fused, chain):
-            out = subprocess.run(
-                ["curl", "-s", "-D", "-", "-X", "POST", s.url + "/", "-H", "ce-specversion: 1.0",
-                 "-H", "ce-id: p3", "-H", "ce-source: /perf", "-H", "ce-type: new-review-comment",
-                 "-H", "content-type: application/json",
-                 "--data-binary", json.dumps({"reviewText": text})],
-                check=True, capture_output=True, text=True).stdout.lower()
+            status, headers, body = post(s.url, "application/json",
+                                         json.dumps({"reviewText": text}).encode(), "p3")
             for w, header in zip(want, ["ce-badwordfilter", "ce-sentimentresult"]):
-                if f"{header}: {w}" not in out:
-                    sys.exit(f"P3: {s.name} on {text!r}: no '{header}: {w}' in\n{out}")
+                if status != 200 or headers.get(header) != w:
+                    sys.exit(f"P3: {s.name} on {text!r}: {status}, {header} = "
+                             f"{headers.get(header)!r}, want {w!r}: {body[:300]!r}")
     results["P3"] = compare("P3", [fused], fused.url, peers + [chain], chain.url,
                             "application/json")
 finally:

@@ -7,7 +7,6 @@
 # phases, no criterion, no cold start) takes well under a minute after the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
 cargo build --release --quiet --bin stephost \
   --example loadgen --example chain_dispatcher --example native_pipeline
 if [ ! -x bench/.venv/bin/python ]; then

@@ -63,14 +63,22 @@ fn bench(c: &mut Criterion) {
     .expect("compile");
 
     // The same, with 4 MiB of each freed memory slot kept resident
-    // (--keep-resident 4Mi): fewer page faults for a guest with a big heap.
-    let resident = Runtime::new(RuntimeConfig {
-        keep_resident: 4 << 20,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
-    .compile(CONTENT_FILTER, bytes, limits, vec![])
-    .expect("compile");
+    // (--keep-resident 4Mi): fewer page faults for a guest with a big heap;
+    // with PAGEMAP_SCAN (the default) only the pages touched are reset.
+    let with_resident = |keep_resident: usize, pagemap_scan: bool| {
+        Runtime::new(RuntimeConfig {
+            keep_resident,
+            pagemap_scan,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime")
+        .compile(CONTENT_FILTER, bytes, limits, vec![])
+        .expect("compile")
+    };
+    let resident = with_resident(4 << 20, true);
+    let resident_memset = with_resident(4 << 20, false);
+    let resident_big = with_resident(32 << 20, true);
+    let default_no_pagemap = with_resident(stephost::runtime::DEFAULT_KEEP_RESIDENT, false);
     let mut group = c.benchmark_group("content_filter");
     group.bench_function("native", |b| {
         b.iter(|| black_box(native.score(black_box(REVIEW)).expect("score")))
@@ -78,9 +86,36 @@ fn bench(c: &mut Criterion) {
     group.bench_function("host-fresh-instance-preinitialised", |b| {
         b.iter(|| black_box(rt.block_on(fresh.handle(input.clone())).expect("ran")))
     });
+    group.bench_function("host-fresh-instance-preinitialised-no-pagemap", |b| {
+        b.iter(|| {
+            black_box(
+                rt.block_on(default_no_pagemap.handle(input.clone()))
+                    .expect("ran"),
+            )
+        })
+    });
     group.bench_function("host-fresh-instance-preinitialised-4MiB-resident", |b| {
         b.iter(|| black_box(rt.block_on(resident.handle(input.clone())).expect("ran")))
     });
+    group.bench_function("host-fresh-instance-preinitialised-32MiB-resident", |b| {
+        b.iter(|| {
+            black_box(
+                rt.block_on(resident_big.handle(input.clone()))
+                    .expect("ran"),
+            )
+        })
+    });
+    group.bench_function(
+        "host-fresh-instance-preinitialised-4MiB-resident-no-pagemap",
+        |b| {
+            b.iter(|| {
+                black_box(
+                    rt.block_on(resident_memset.handle(input.clone()))
+                        .expect("ran"),
+                )
+            })
+        },
+    );
     group.bench_function("host-warm-instance", |b| {
         b.iter(|| black_box(rt.block_on(warm.handle(input.clone())).expect("ran")))
     });

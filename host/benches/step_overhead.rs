@@ -32,17 +32,20 @@ fn bench(c: &mut Criterion) {
             .expect("event"),
     );
     let mut group = c.benchmark_group("step_overhead");
-    // (name, pooling allocator, bytes kept resident per freed slot)
+    // (name, pooling allocator, bytes kept resident per freed slot, PAGEMAP_SCAN)
     let variants = [
-        ("pooling", true, DEFAULT_KEEP_RESIDENT),
-        ("pooling-keep-0", true, 0),
-        ("pooling-keep-1m", true, 1 << 20),
-        ("on-demand", false, 0),
+        ("pooling", true, DEFAULT_KEEP_RESIDENT, true),
+        ("pooling-no-pagemap", true, DEFAULT_KEEP_RESIDENT, false),
+        ("pooling-keep-1m", true, 1 << 20, true),
+        ("pooling-keep-1m-no-pagemap", true, 1 << 20, false),
+        ("pooling-keep-0", true, 0, false),
+        ("on-demand", false, 0, false),
     ];
-    for (allocator, pooling, keep_resident) in variants {
+    for (allocator, pooling, keep_resident, pagemap_scan) in variants {
         let runtime = Runtime::new(RuntimeConfig {
             pooling,
             keep_resident,
+            pagemap_scan,
             ..RuntimeConfig::default()
         })
         .expect("runtime");

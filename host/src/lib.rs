@@ -4,12 +4,13 @@
 //! Data flows one way: [`manifest`] (parse + validate YAML) → [`registry`]
 //! (resolved steps and sequences) → [`runtime`] (wasmtime engine, compiled
 //! components, per-event instances) → [`sequence`] (chaining and delivery) →
-//! [`server`] (HTTP). [`event`] converts CloudEvents between HTTP, the SDK and
+//! [`server`] (HTTP, behind the [`admission`] door). [`event`] converts CloudEvents between HTTP, the SDK and
 //! the WIT record a step sees.
 
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod admission;
 pub mod builtin;
 pub mod event;
 mod guest_log;

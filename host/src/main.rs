@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use stephost::admission::Admission;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -86,6 +87,11 @@ struct ServeArgs {
     /// How long (ISO-8601) an event may wait for admission before a 429.
     #[arg(long, default_value = "PT0.1S")]
     queue_timeout: String,
+    /// `adaptive`: admit fewer than --max-in-flight when events get slower
+    /// than 1.5x their unloaded latency (and wait at most that latency for
+    /// a place); `fixed`: always --max-in-flight.
+    #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "fixed"])]
+    admission: String,
     /// How long (ISO-8601) a client may take to send a request's head (also
     /// how long an idle keep-alive connection stays open), and then its
     /// body: 408 or a closed connection beyond (slowloris clients).
@@ -114,15 +120,21 @@ struct EngineArgs {
     /// Allocate instances on demand instead of from the pooling allocator.
     #[arg(long)]
     no_pooling: bool,
-    /// Bytes of each freed instance memory kept resident (reset by memset
-    /// instead of madvise), e.g. 4Mi for steps with a big pre-initialised
-    /// heap; more costs small steps a larger memset per event.
-    #[arg(long, default_value = "64Ki")]
-    keep_resident: String,
+    /// Bytes of each freed instance memory kept resident (reset in place
+    /// instead of madvise) [default: 4Mi where the kernel has PAGEMAP_SCAN,
+    /// which resets only touched pages; else 64Ki, since a memset of unused
+    /// bytes costs small steps per event].
+    #[arg(long)]
+    keep_resident: Option<String>,
     /// Do not pre-initialise components that export `wizer-initialize`:
     /// each instance then does its own initialisation.
     #[arg(long)]
     no_preinit: bool,
+    /// Reset freed instance memory with memset over every page (up to
+    /// --keep-resident) instead of only the pages the instance touched
+    /// (Linux PAGEMAP_SCAN, used when the kernel has it).
+    #[arg(long)]
+    no_pagemap_scan: bool,
     /// Largest memory any step may be given, e.g. 512Mi.
     #[arg(long, default_value = "512Mi")]
     max_step_memory: String,
@@ -194,18 +206,26 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
     if args.inference_threads == Some(0) {
         bail!("--inference-threads must be at least 1");
     }
-    let keep_resident = parse_quantity(&serde_yaml::Value::String(args.keep_resident.clone()))
-        .map_err(anyhow::Error::msg)
-        .context("--keep-resident")?;
-    if keep_resident > max_memory {
-        bail!("--keep-resident must not exceed --max-step-memory");
-    }
     let defaults = RuntimeConfig::default();
+    let keep_resident = match &args.keep_resident {
+        Some(given) => {
+            let bytes = parse_quantity(&serde_yaml::Value::String(given.clone()))
+                .map_err(anyhow::Error::msg)
+                .context("--keep-resident")?;
+            if bytes > max_memory {
+                bail!("--keep-resident must not exceed --max-step-memory");
+            }
+            usize::try_from(bytes).unwrap_or(defaults.keep_resident)
+        }
+        None if args.no_pagemap_scan => stephost::runtime::DEFAULT_KEEP_RESIDENT,
+        None => defaults.keep_resident,
+    };
     Ok(RuntimeConfig {
-        keep_resident: usize::try_from(keep_resident).unwrap_or(defaults.keep_resident),
+        keep_resident,
         inference_threads: args.inference_threads.unwrap_or(defaults.inference_threads),
         pooling: !args.no_pooling,
         preinit: !args.no_preinit,
+        pagemap_scan: !args.no_pagemap_scan,
         max_memory,
         max_instances: args.max_instances,
         cache_dir: (!args.no_cache)
@@ -356,6 +376,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     if args.max_in_flight == 0 {
         bail!("--max-in-flight must be at least 1");
     }
+    let admission = match args.admission.as_str() {
+        "fixed" => Admission::fixed(args.max_in_flight, queue_timeout),
+        _ => Admission::adaptive(
+            args.max_in_flight,
+            queue_timeout,
+            stephost::admission::DEFAULT_TOLERANCE,
+        ),
+    };
     let read_timeout = parse_duration(&args.read_timeout)
         .map_err(anyhow::Error::msg)
         .context("--read-timeout")?;
@@ -391,7 +419,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             AppState::new(max_event_bytes)
                 .with_versions_extension(!args.no_versions_extension)
                 .with_otlp(stephost::otlp::Exporter::from_env())
-                .with_admission(args.max_in_flight, queue_timeout)
+                .with_admission(admission)
                 .with_read_timeout(read_timeout)
                 .with_admin_token(std::env::var("STEPHOST_ADMIN_TOKEN").ok(), max_component_bytes),
         );

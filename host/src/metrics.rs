@@ -46,6 +46,9 @@ pub struct Metrics {
     pub dead_lettered: Family<Labels, Counter>,
     /// `stephost_events_in_flight`: Sequence runs in progress.
     pub in_flight: Gauge,
+    /// `stephost_admission_limit`: events the door admits at once now
+    /// (adaptive admission moves it; brought up to date at each scrape).
+    pub admission_limit: Gauge,
     /// Manifest reloads by outcome.
     pub reloads: Family<Labels, Counter>,
     /// Automatic rollbacks by step.
@@ -72,6 +75,7 @@ impl Metrics {
         let retries = Family::<Labels, Counter>::default();
         let dead_lettered = Family::<Labels, Counter>::default();
         let in_flight = Gauge::default();
+        let admission_limit = Gauge::default();
         let reloads = Family::<Labels, Counter>::default();
         let auto_rollbacks = Family::<Labels, Counter>::default();
         let compile_cache = Family::<Labels, Counter>::default();
@@ -125,6 +129,11 @@ impl Metrics {
             "Sequence runs in progress",
             in_flight.clone(),
         );
+        registry.register(
+            "admission_limit",
+            "Events admitted at once now (--max-in-flight, lowered by adaptive admission)",
+            admission_limit.clone(),
+        );
         Self {
             registry,
             events,
@@ -133,6 +142,7 @@ impl Metrics {
             retries,
             dead_lettered,
             in_flight,
+            admission_limit,
             reloads,
             auto_rollbacks,
             compile_cache,

@@ -48,12 +48,45 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// dropped rather than trapping the guest (wasmtime's MemoryOutputPipe would trap).
 pub const GUEST_LOG_CAPACITY: usize = 16 * 1024;
 
-/// Default of [`RuntimeConfig::keep_resident`]. 64 KiB covers the pages a
-/// small step touches per event (shadow stack top, heap start, data), so they
-/// are reused warm; measured by the `step_overhead` benchmark in one run
-/// (bench/RESULTS.md): 0 → 26.8 µs, 32–64 KiB → 21.3 µs, 256 KiB → 23.9 µs,
-/// 1 MiB → 35.8 µs per trivial event (the memset outweighs the saved faults).
+/// Default of [`RuntimeConfig::keep_resident`] without `PAGEMAP_SCAN`, when
+/// the first bytes of a slot are reset by memset whether touched or not.
+/// 64 KiB covers the pages a small step touches per event (shadow stack top,
+/// heap start, data), so they are reused warm; measured by the
+/// `step_overhead` benchmark in one run (bench/RESULTS.md): 0 → 26.8 µs,
+/// 32–64 KiB → 21.3 µs, 256 KiB → 23.9 µs, 1 MiB → 35.8 µs per trivial event
+/// (the memset outweighs the saved faults).
 pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
+
+/// Default of [`RuntimeConfig::keep_resident`] with `PAGEMAP_SCAN`, which
+/// resets only the pages an instance dirtied, so the budget costs nothing
+/// where it is not used: 4 MiB holds the pre-initialised content filter's
+/// whole working set (fresh instance 362 → 216 µs; 32 MiB: 214 µs), while a
+/// trivial step costs the same as with 64 KiB (12.96 vs 12.91 µs); one run
+/// of the `content_filter` and `step_overhead` benchmarks (bench/RESULTS.md).
+pub const DEFAULT_KEEP_RESIDENT_PAGEMAP: usize = 4 << 20;
+
+/// Whether this kernel has the `PAGEMAP_SCAN` ioctl (Linux ≥ 6.7), which
+/// wasmtime's `Enabled::Auto` will then use. Read from the kernel release
+/// instead of probing the ioctl, which would need `unsafe`; a wrong guess
+/// only changes the default budget, never correctness.
+pub fn pagemap_scan_supported() -> bool {
+    let Ok(release) = std::fs::read_to_string("/proc/sys/kernel/osrelease") else {
+        return false;
+    };
+    let mut parts = release.trim().split(['.', '-']);
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 7)
+}
+
+/// The default `keep_resident` for this machine (see the two constants).
+pub fn default_keep_resident() -> usize {
+    if pagemap_scan_supported() {
+        DEFAULT_KEEP_RESIDENT_PAGEMAP
+    } else {
+        DEFAULT_KEEP_RESIDENT
+    }
+}
 
 /// Settings of the engine that cannot change per step.
 #[derive(Debug, Clone)]
@@ -82,6 +115,13 @@ pub struct RuntimeConfig {
     /// Pre-initialise components that export `wizer-initialize` (see
     /// `preinit`). Off = instances run their initialisation themselves.
     pub preinit: bool,
+    /// Reset a freed slot by scanning which pages the instance really
+    /// touched (Linux's `PAGEMAP_SCAN`, kernel ≥ 6.7; ignored elsewhere) and
+    /// copying back only those, up to `keep_resident` bytes, instead of a
+    /// memset of the first `keep_resident` bytes plus an `madvise` of the
+    /// rest: the pages a step uses stay mapped, so the next instance takes
+    /// no page faults, and no TLB shootdown hits the other cores.
+    pub pagemap_scan: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -94,10 +134,11 @@ impl Default for RuntimeConfig {
             // 128 simultaneous instances: far above what 2 cores can execute at
             // once, so waiting for a slot only happens under real overload.
             max_instances: 128,
-            keep_resident: DEFAULT_KEEP_RESIDENT,
+            keep_resident: default_keep_resident(),
             cache_dir: None,
             inference_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             preinit: true,
+            pagemap_scan: true,
         }
     }
 }
@@ -442,7 +483,12 @@ fn engine_config(rt: &RuntimeConfig, pooling: bool, cache: Option<&wasmtime::Cac
             .max_memory_size(usize::try_from(rt.max_memory).unwrap_or(usize::MAX))
             .linear_memory_keep_resident(rt.keep_resident)
             .table_keep_resident(rt.keep_resident)
-            .async_stack_keep_resident(rt.keep_resident);
+            .async_stack_keep_resident(rt.keep_resident)
+            .pagemap_scan(if rt.pagemap_scan {
+                wasmtime::Enabled::Auto
+            } else {
+                wasmtime::Enabled::No
+            });
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     }
     config

@@ -10,6 +10,7 @@
 //! (2xx) before the event reached the reply, was returned, or was dropped by a
 //! step on purpose.
 
+use crate::admission::{Admission, Admitted};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -25,7 +26,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::event;
 use crate::metrics::{Metrics, labels};
 use crate::registry::{Registry, Sequence, StepTarget};
-use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, Inbound};
+use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, Inbound, timing_waits};
 
 /// Largest event body accepted by default. CloudEvents carriers commonly cap
 /// events far lower (Kafka's default message size is 1 MB); 4 MiB leaves
@@ -54,9 +55,7 @@ pub struct AppState {
     /// Serialises admin changes (each a read-modify-swap of the snapshot).
     pub admin_lock: tokio::sync::Mutex<()>,
     /// Admission: events (Sequence runs and step calls) in progress at once.
-    pub admission: Arc<tokio::sync::Semaphore>,
-    /// How long an event may wait for admission before a 429.
-    pub queue_timeout: std::time::Duration,
+    pub admission: Arc<Admission>,
     /// How long a request body may take to arrive (408 beyond).
     pub read_timeout: std::time::Duration,
 }
@@ -80,15 +79,10 @@ impl AppState {
         self
     }
 
-    /// Admit at most `max_in_flight` events at once; others wait up to
-    /// `queue_timeout`, then get 429 with `Retry-After`.
-    pub fn with_admission(
-        mut self,
-        max_in_flight: usize,
-        queue_timeout: std::time::Duration,
-    ) -> Self {
-        self.admission = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
-        self.queue_timeout = queue_timeout;
+    /// The door events pass (fixed or adaptive limit); refused events get
+    /// 429 with `Retry-After`.
+    pub fn with_admission(mut self, admission: Admission) -> Self {
+        self.admission = Arc::new(admission);
         self
     }
 
@@ -123,8 +117,10 @@ impl AppState {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             runtime: std::sync::OnceLock::new(),
             admin_lock: tokio::sync::Mutex::new(()),
-            admission: Arc::new(tokio::sync::Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
-            queue_timeout: std::time::Duration::from_millis(100),
+            admission: Arc::new(Admission::fixed(
+                DEFAULT_MAX_IN_FLIGHT,
+                std::time::Duration::from_millis(100),
+            )),
             read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
@@ -196,6 +192,8 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some((hits, misses)) = state.runtime.get().and_then(|r| r.cache_stats()) {
         state.metrics.set_compile_cache(hits, misses);
     }
+    let limit = i64::try_from(state.admission.limit()).unwrap_or(i64::MAX);
+    state.metrics.admission_limit.set(limit);
     (
         [(
             header::CONTENT_TYPE,
@@ -298,7 +296,7 @@ async fn step_endpoint(
             format!("no WasmStep named {name:?}"),
         ));
     };
-    let _admitted = match admit(&state).await {
+    let mut admitted = match admit(&state).await {
         Ok(permit) => permit,
         Err(response) => return Ok(response),
     };
@@ -308,20 +306,19 @@ async fn step_endpoint(
     let version = inbound.choose(&step);
     let stamp = vec![(step.name.clone(), version.name.clone())];
     let target = StepTarget::Wasm(step.clone());
-    Ok(
-        match state
-            .dispatcher
-            .call_step(&target, Some(version), event, "", &inbound)
-            .await
-        {
-            Ok(Some(mut output)) => {
-                state.dispatcher.stamp_versions(&mut output, &stamp);
-                event_response(StatusCode::OK, output)
-            }
-            Ok(None) => StatusCode::ACCEPTED.into_response(),
-            Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
-        },
-    )
+    let called = state
+        .dispatcher
+        .call_step(&target, Some(version), event, "", &inbound)
+        .await;
+    admitted.ran(std::time::Duration::ZERO);
+    Ok(match called {
+        Ok(Some(mut output)) => {
+            state.dispatcher.stamp_versions(&mut output, &stamp);
+            event_response(StatusCode::OK, output)
+        }
+        Ok(None) => StatusCode::ACCEPTED.into_response(),
+        Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
+    })
 }
 
 /// A `Stephost-Step-Tag` must name a step and one of its tags: a request for
@@ -350,16 +347,12 @@ fn check_tags(registry: &Registry, inbound: &Inbound) -> Result<(), ApiError> {
 /// Wait (bounded) for an admission slot; 429 with `Retry-After` when the
 /// host is full, so Knative's dispatcher (which retries 429) backs off
 /// instead of the host queueing without bound.
-async fn admit(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
-    if let Ok(permit) = state.admission.clone().try_acquire_owned() {
-        return Ok(permit);
-    }
-    match tokio::time::timeout(state.queue_timeout, state.admission.clone().acquire_owned()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        _ => Err(overloaded(
-            "overloaded: too many events in progress (--max-in-flight); retry later".into(),
-        )),
-    }
+async fn admit(state: &AppState) -> Result<Admitted, Response> {
+    state
+        .admission
+        .enter()
+        .await
+        .map_err(|refused| overloaded(format!("{refused}; retry later")))
 }
 
 /// 429 with `Retry-After: 1`: Knative's dispatcher retries 429 with backoff.
@@ -384,7 +377,7 @@ async fn run_sequence(
             .get_or_create(&labels(&[("sequence", &seq.name), ("outcome", outcome)]))
             .inc();
     };
-    let _admitted = match admit(state).await {
+    let mut admitted = match admit(state).await {
         Ok(permit) => permit,
         Err(response) => {
             count("overloaded");
@@ -402,7 +395,9 @@ async fn run_sequence(
     let _in_flight = InFlight(&state.metrics);
     let id = event.id().to_string();
     let inbound = Inbound::from_request(&headers);
-    match state.dispatcher.run(seq, event, &inbound).await {
+    let (outcome, away) = timing_waits(state.dispatcher.run(seq, event, &inbound)).await;
+    admitted.ran(away);
+    match outcome {
         Ok(Delivered::Replied(url)) => {
             count("replied");
             tracing::debug!(sequence = %seq.name, event_id = %id, reply = %url, "delivered");
