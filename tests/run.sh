@@ -14,3 +14,7 @@ cargo test --release -p stephost -p content-filter-core -p sentiment-core "$@"
 # Smoke run of the overload benchmark (1 s phases): keeps bench/overload.py
 # and the load generator (built by `cargo test` above) from rotting.
 python3 bench/overload.py --smoke target/release/stephost target/release/examples/loadgen
+# Smoke run of the performance suite (bench/perf.sh --smoke: 1 s phases, the
+# fused host, http-chain, the Python onnxruntime peer, native, start-up):
+# every server and script of it must still work and agree on their answers.
+bench/perf.sh --smoke
