@@ -106,19 +106,14 @@ impl Admission {
 
     /// A limit that adapts to latency, between the cores and `max`.
     pub fn adaptive(max: usize, queue_timeout: Duration, tolerance: f64) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let min = cores.min(max.max(1));
-        Self::build(
-            max,
-            queue_timeout,
-            Some(Mutex::new(Gradient::new(tolerance, min, Instant::now()))),
-        )
+        Self::build(max, queue_timeout, Some(tolerance))
     }
 
-    fn build(max: usize, queue_timeout: Duration, gradient: Option<Mutex<Gradient>>) -> Self {
+    fn build(max: usize, queue_timeout: Duration, tolerance: Option<f64>) -> Self {
         let max = max.max(1);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let min = cores.min(max);
+        let gradient = tolerance.map(|t| Mutex::new(Gradient::new(t, min, Instant::now())));
         // Adaptive starts open too: its first quiet window measures the floor.
         Self {
             max,
