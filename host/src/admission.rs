@@ -8,7 +8,7 @@
 //! after Netflix's concurrency-limits "gradient"): measure the latency of
 //! events when few are in flight (the *floor*), then after every window of
 //! completed events set the limit to `limit × clamp(tolerance × floor /
-//! median, ½, 1)` plus `√limit`, growing only when the window really used
+//! median, ¼, 1)` (a cut applied to the events really in flight) plus `√limit`, growing only when the window really used
 //! half the limit. An event's latency here is its local time: what it spent
 //! waiting on remote hops and backoff is left out. While
 //! the limit is held below the maximum, the floor is measured again every
@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// about twice the unloaded p99 (the target of issue #9).
 pub const DEFAULT_TOLERANCE: f64 = 1.5;
 
+/// The most one window may cut the limit: to a quarter, so an overload that
+/// arrives at once is down to the cores within a few windows (≈ 0.3 s), while
+/// one noisy window cannot close the door.
+const MIN_GRADIENT: f64 = 0.25;
 /// A window closes after at least this many completions (a median of fewer
 /// is noise) ...
 const WINDOW_EVENTS: usize = 16;
@@ -229,7 +233,7 @@ struct Gradient {
     /// The most events in flight seen in the open window.
     window_peak: usize,
     /// The open window is a probe: it measures the floor, taking a window
-    /// with at most twice the minimum in flight (pinning the limit to the
+    /// with at most the minimum in flight (pinning the limit to the
     /// minimum until it gets one).
     probing: bool,
     /// The limit to go back to when the probe ends.
@@ -275,7 +279,7 @@ impl Gradient {
         self.window_start = now;
         self.window_peak = 0;
         if self.probing {
-            if peak > 2 * self.min {
+            if peak > self.min {
                 // Too busy to see the floor: hold the door at the minimum.
                 self.resume.get_or_insert(limit);
                 return Some(self.min);
@@ -287,14 +291,23 @@ impl Gradient {
         }
         let floor = self.floor.unwrap_or(median).max(Duration::from_micros(1));
         let ratio = self.tolerance * floor.as_secs_f64() / median.as_secs_f64();
-        let gradient = ratio.clamp(0.5, 1.0);
-        let current = limit as f64;
-        let grow = if gradient >= 1.0 && peak * 2 >= limit {
-            current.sqrt()
+        let gradient = ratio.clamp(MIN_GRADIENT, 1.0);
+        let next = if gradient >= 1.0 {
+            let current = limit as f64;
+            let grow = if peak * 2 >= limit {
+                current.sqrt()
+            } else {
+                0.0
+            };
+            (current + grow).round() as usize
         } else {
-            0.0
+            // Shrink from what was really in flight: a limit far above it
+            // (the open door before an overload) binds nothing, and halving
+            // it window by window would leave the queue in for seconds.
+            let current = limit.min(peak.max(self.min)) as f64;
+            (current * gradient).round() as usize
         };
-        let next = ((current * gradient + grow).round() as usize).clamp(self.min, max);
+        let next = next.clamp(self.min, max);
         if next < max {
             let since = *self.constrained_since.get_or_insert(now);
             if now - since >= PROBE_INTERVAL {
@@ -342,6 +355,33 @@ mod tests {
         // Latency at 3× the floor: gradient 0.5 per window, down to the cores.
         feed(&mut g, &mut now, &mut limit, (16 * 10, 30, 256));
         assert_eq!(limit, 2);
+    }
+
+    #[test]
+    fn an_overload_at_an_open_door_is_cut_from_what_is_in_flight() {
+        let mut now = Instant::now();
+        let mut g = Gradient::new(1.5, 2, now);
+        let mut limit = 256;
+        feed(&mut g, &mut now, &mut limit, (16, 10, 2));
+        assert_eq!(limit, 256, "a quiet host keeps its door open");
+        // 40 in flight at 20× the floor: one window cuts to a quarter of 40,
+        // not of 256 (which would still admit everything).
+        feed(&mut g, &mut now, &mut limit, (16, 200, 40));
+        assert_eq!(limit, 10);
+        feed(&mut g, &mut now, &mut limit, (16, 50, 10));
+        assert_eq!(limit, 3);
+    }
+
+    #[test]
+    fn the_floor_is_only_taken_with_at_most_the_cores_busy() {
+        let mut now = Instant::now();
+        let mut g = Gradient::new(1.5, 2, now);
+        let mut limit = 256;
+        // Four in flight on two cores: not the floor; the door is held at 2.
+        feed(&mut g, &mut now, &mut limit, (16, 20, 4));
+        assert_eq!((g.floor, limit), (None, 2));
+        feed(&mut g, &mut now, &mut limit, (16, 10, 2));
+        assert_eq!((g.floor, limit), (Some(Duration::from_millis(10)), 256));
     }
 
     #[test]

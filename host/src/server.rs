@@ -310,7 +310,11 @@ async fn step_endpoint(
         .dispatcher
         .call_step(&target, Some(version), event, "", &inbound)
         .await;
-    admitted.ran(std::time::Duration::ZERO);
+    // A call shed by the step's own gate did no work: its microseconds say
+    // nothing about how busy the host is and would hold the limit open.
+    if !matches!(&called, Err(hop) if hop.shed) {
+        admitted.ran(std::time::Duration::ZERO);
+    }
     Ok(match called {
         Ok(Some(mut output)) => {
             state.dispatcher.stamp_versions(&mut output, &stamp);
@@ -396,7 +400,12 @@ async fn run_sequence(
     let id = event.id().to_string();
     let inbound = Inbound::from_request(&headers);
     let (outcome, away) = timing_waits(state.dispatcher.run(seq, event, &inbound)).await;
-    admitted.ran(away);
+    // An event shed by a step's gate (429) did not run the Sequence: as a
+    // latency sample its microseconds would tell adaptive admission the host
+    // is idle while it sheds, and hold the limit open (bench/RESULTS.md).
+    if !matches!(&outcome, Err(chain) if chain.hop().shed) {
+        admitted.ran(away);
+    }
     match outcome {
         Ok(Delivered::Replied(url)) => {
             count("replied");

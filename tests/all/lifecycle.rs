@@ -176,7 +176,10 @@ async fn beyond_max_in_flight_events_get_429_with_retry_after() {
 async fn adaptive_admission_sheds_a_cpu_bound_overload_with_429() {
     let host = Host::start_default(&[]).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(4);
-    let clients: Vec<_> = (0..48)
+    // 96 clients: more than a step's gate holds (limits.concurrency 16 +
+    // maxQueue 64), so the steps shed too; those sheds did no work and must
+    // not count as fast events (they once held the limit near the maximum).
+    let clients: Vec<_> = (0..96)
         .map(|c| {
             let url = host.url.clone();
             tokio::spawn(async move {
@@ -219,7 +222,10 @@ async fn adaptive_admission_sheds_a_cpu_bound_overload_with_429() {
         .find_map(|l| l.strip_prefix("stephost_admission_limit "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no stephost_admission_limit in\n{metrics}"));
-    assert!(limit < 256, "the limit stayed at --max-in-flight: {limit}");
+    assert!(
+        limit <= 16,
+        "the limit stayed near --max-in-flight 256 (CPU-bound on few cores): {limit}"
+    );
     let after = post(
         &host.url,
         &review_headers("after"),
