@@ -13,7 +13,9 @@
 //! waiting on remote hops and backoff is left out. While
 //! the limit is held below the maximum, the floor is measured again every
 //! [`PROBE_INTERVAL`] with the limit pinned to its minimum, so a sustained
-//! overload cannot ratchet the floor (and the limit) upwards. Hand-written:
+//! overload cannot ratchet the floor (and the limit) upwards. Beyond the
+//! limit, at most as many events again wait for a place (the bounded wait
+//! queue); the rest are refused at once. Hand-written:
 //! the crates that do this are Tower layers, and this host's admission is a
 //! counter in its own handler (see the note in the README).
 
@@ -24,9 +26,10 @@ use std::time::{Duration, Instant};
 /// How much slower than the floor the median event may get before the limit
 /// shrinks. 1.5: on CPU-bound steps a limit of about the core count already
 /// keeps every core busy, so tighter costs no throughput; the admission wait
-/// (≤ one floor) plus 1.5 floors of service keeps accepted events near
+/// (about one round) plus 1.5 floors of service keeps accepted events near
 /// twice the unloaded p99 (issue #9's target; measured 2.24× at 4× overload,
-/// bench/RESULTS.md). 1.25 measured lower but refused sustainable load.
+/// bench/RESULTS.md, before the wait queue was bounded by the limit rather
+/// than by one floor). 1.25 measured lower but refused sustainable load.
 pub const DEFAULT_TOLERANCE: f64 = 1.5;
 
 /// The most one window may cut the limit: to a quarter, so an overload that
@@ -40,8 +43,9 @@ const WINDOW_EVENTS: usize = 16;
 const WINDOW_TIME: Duration = Duration::from_millis(100);
 /// How often the floor is measured again while the limit is below the maximum.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
-/// No event waits longer than this for admission in adaptive mode, however
-/// slow the floor: a floor of seconds (remote steps) must not hold senders.
+/// No event waits longer than this for admission in adaptive mode, whatever
+/// `--queue-timeout` says: a round of slow events (remote steps) must not
+/// hold senders for longer than their own retry would take.
 const MAX_ADAPTIVE_WAIT: Duration = Duration::from_secs(1);
 
 /// Refused: the host is at its limit and no place came free in time.
@@ -70,6 +74,11 @@ pub struct Admission {
     limit: AtomicUsize,
     /// `--queue-timeout`: the longest wait for a place.
     queue_timeout: Duration,
+    /// Events waiting for a place now. At most the limit wait (the bounded
+    /// wait queue): a closed loop of up to twice the limit never overflows
+    /// it, an open-loop overload does at once, and its excess is refused
+    /// without waiting.
+    waiting: AtomicUsize,
     /// Wakes a waiter when an event leaves or the limit grows.
     freed: tokio::sync::Notify,
     /// The latency controller; `None` = fixed limit.
@@ -125,6 +134,7 @@ impl Admission {
             min,
             in_flight: AtomicUsize::new(0),
             limit: AtomicUsize::new(max),
+            waiting: AtomicUsize::new(0),
             queue_timeout,
             freed: tokio::sync::Notify::new(),
             gradient,
@@ -137,12 +147,17 @@ impl Admission {
     }
 
     /// Take a place, waiting for one at most `--queue-timeout` (in adaptive
-    /// mode also at most one floor latency: a longer wait would itself break
-    /// the latency the limit keeps).
+    /// mode also at most [`MAX_ADAPTIVE_WAIT`]), and only if fewer than the
+    /// limit are waiting already: that queue is served within about one
+    /// round of the events in progress, so its wait stays near their own
+    /// latency, while a queue beyond it would only grow under overload.
     pub async fn enter(self: &Arc<Self>) -> Result<Admitted, Overloaded> {
         if let Some(place) = self.try_enter() {
             return Ok(place);
         }
+        let Some(_queued) = self.queue() else {
+            return Err(self.overloaded());
+        };
         let deadline = tokio::time::Instant::now() + self.wait_bound();
         loop {
             let freed = self.freed.notified();
@@ -153,22 +168,35 @@ impl Admission {
                 return Ok(place);
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                return Err(Overloaded {
-                    in_flight: self.in_flight.load(Ordering::Relaxed),
-                    limit: self.limit(),
-                    max: self.max,
-                });
+                return Err(self.overloaded());
             }
         }
+    }
+
+    fn overloaded(&self) -> Overloaded {
+        Overloaded {
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            limit: self.limit(),
+            max: self.max,
+        }
+    }
+
+    /// A place in the wait queue, if it has one free (fewer waiting than the
+    /// limit); given back when dropped.
+    fn queue(&self) -> Option<Queued<'_>> {
+        let limit = self.limit();
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |w| {
+                (w < limit).then_some(w + 1)
+            })
+            .ok()
+            .map(|_| Queued(&self.waiting))
     }
 
     fn wait_bound(&self) -> Duration {
         match &self.gradient {
             None => self.queue_timeout,
-            Some(g) => {
-                let floor = lock(g).floor.unwrap_or(MAX_ADAPTIVE_WAIT);
-                self.queue_timeout.min(floor).min(MAX_ADAPTIVE_WAIT)
-            }
+            Some(_) => self.queue_timeout.min(MAX_ADAPTIVE_WAIT),
         }
     }
 
@@ -211,6 +239,15 @@ impl Admission {
             }
         }
         self.freed.notify_one();
+    }
+}
+
+/// A place in the wait queue (see [`Admission::enter`]).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -424,6 +461,35 @@ mod tests {
         assert_eq!((refused.in_flight, refused.limit, refused.max), (2, 2, 2));
         drop(a);
         door.enter().await.expect("a place came free");
+    }
+
+    #[tokio::test]
+    async fn the_wait_queue_holds_the_limit_and_refuses_beyond_it_at_once() {
+        let door = Arc::new(Admission::fixed(2, Duration::from_secs(5)));
+        let a = door.enter().await.expect("first");
+        let b = door.enter().await.expect("second");
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let door = door.clone();
+                tokio::spawn(async move { door.enter().await.map(|_| ()) })
+            })
+            .collect();
+        while door.waiting.load(Ordering::Relaxed) < 2 {
+            tokio::task::yield_now().await;
+        }
+        // Two in progress and two waiting: a fifth is refused without the
+        // 5 s wait (a queue beyond one round only grows under overload).
+        let started = Instant::now();
+        let refused = door.enter().await.expect_err("the queue is full");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!((refused.in_flight, refused.limit), (2, 2));
+        drop((a, b));
+        for w in waiters {
+            w.await
+                .expect("joined")
+                .expect("a queued event gets a place");
+        }
+        assert_eq!(door.waiting.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]
