@@ -26,10 +26,9 @@ use std::time::{Duration, Instant};
 /// How much slower than the floor the median event may get before the limit
 /// shrinks. 1.5: on CPU-bound steps a limit of about the core count already
 /// keeps every core busy, so tighter costs no throughput; the admission wait
-/// (about one round) plus 1.5 floors of service keeps accepted events near
-/// twice the unloaded p99 (issue #9's target; measured 2.24× at 4× overload,
-/// bench/RESULTS.md, before the wait queue was bounded by the limit rather
-/// than by one floor). 1.25 measured lower but refused sustainable load.
+/// (≤ one floor) plus 1.5 floors of service keeps accepted events near
+/// twice the unloaded p99 (issue #9's target; bench/RESULTS.md, overload).
+/// 1.25 measured lower but refused sustainable load.
 pub const DEFAULT_TOLERANCE: f64 = 1.5;
 
 /// The most one window may cut the limit: to a quarter, so an overload that
@@ -43,9 +42,8 @@ const WINDOW_EVENTS: usize = 16;
 const WINDOW_TIME: Duration = Duration::from_millis(100);
 /// How often the floor is measured again while the limit is below the maximum.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(10);
-/// No event waits longer than this for admission in adaptive mode, whatever
-/// `--queue-timeout` says: a round of slow events (remote steps) must not
-/// hold senders for longer than their own retry would take.
+/// No event waits longer than this for admission in adaptive mode, however
+/// slow the floor: a floor of seconds (remote steps) must not hold senders.
 const MAX_ADAPTIVE_WAIT: Duration = Duration::from_secs(1);
 
 /// Refused: the host is at its limit and no place came free in time.
@@ -75,9 +73,9 @@ pub struct Admission {
     /// `--queue-timeout`: the longest wait for a place.
     queue_timeout: Duration,
     /// Events waiting for a place now. At most the limit wait (the bounded
-    /// wait queue): a closed loop of up to twice the limit never overflows
-    /// it, an open-loop overload does at once, and its excess is refused
-    /// without waiting.
+    /// wait queue): an open-loop overload overflows it at once, and its
+    /// excess is refused without holding a task, a connection's buffers or
+    /// a timer for the wait.
     waiting: AtomicUsize,
     /// Wakes a waiter when an event leaves or the limit grows.
     freed: tokio::sync::Notify,
@@ -147,10 +145,11 @@ impl Admission {
     }
 
     /// Take a place, waiting for one at most `--queue-timeout` (in adaptive
-    /// mode also at most [`MAX_ADAPTIVE_WAIT`]), and only if fewer than the
-    /// limit are waiting already: that queue is served within about one
-    /// round of the events in progress, so its wait stays near their own
-    /// latency, while a queue beyond it would only grow under overload.
+    /// mode also at most one floor latency: a longer wait would itself break
+    /// the latency the limit keeps; measured: a wait of up to
+    /// `--queue-timeout` took the accepted p99 at 4× overload from 2.2× to
+    /// 3.8× the steady p99), and only if fewer than the limit are waiting
+    /// already: a queue beyond that would only grow under overload.
     pub async fn enter(self: &Arc<Self>) -> Result<Admitted, Overloaded> {
         if let Some(place) = self.try_enter() {
             return Ok(place);
@@ -196,7 +195,10 @@ impl Admission {
     fn wait_bound(&self) -> Duration {
         match &self.gradient {
             None => self.queue_timeout,
-            Some(_) => self.queue_timeout.min(MAX_ADAPTIVE_WAIT),
+            Some(g) => {
+                let floor = lock(g).floor.unwrap_or(MAX_ADAPTIVE_WAIT);
+                self.queue_timeout.min(floor).min(MAX_ADAPTIVE_WAIT)
+            }
         }
     }
 
