@@ -336,8 +336,8 @@ async fn wasm_and_remote_steps_mix_and_remote_steps_see_knative_headers() {
 
 /// Soak: 10,000 events, the reply fails 30% of requests at random, `retry: 5`.
 /// Every event id must reach the reply or the dead-letter sink; the sender
-/// retries every 5xx and 429 with exponential backoff, as a Knative source would. Duplicates are allowed
-/// (at-least-once) and reported.
+/// retries every 5xx and 429 with exponential backoff, as a Knative source
+/// would. Duplicates are allowed (at-least-once) and reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn soak_ten_thousand_events_with_a_flaky_reply_lose_nothing() {
     const EVENTS: usize = 10_000;
