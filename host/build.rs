@@ -37,6 +37,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=../manifests/default-sequence.yaml");
 
+    ensure_wasm_target();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
@@ -131,4 +132,35 @@ fn main() {
     )
     .unwrap();
     std::fs::write(out_dir.join("guests.rs"), code).expect("cannot write guests.rs");
+}
+
+/// Make sure the toolchain has the `wasm32-wasip2` standard library.
+/// rustup installs the targets named in `rust-toolchain.toml` only along
+/// with a toolchain it installs itself, and not at all with
+/// `RUSTUP_AUTO_INSTALL=0`; a machine whose 1.95 toolchain was there first
+/// would otherwise fail deep in the guest build with "can't find crate for
+/// `core`".
+fn ensure_wasm_target() {
+    let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    let installed = |root: &PathBuf| root.join("lib/rustlib/wasm32-wasip2/lib").is_dir();
+    if sysroot.as_ref().is_some_and(installed) {
+        return;
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", "wasm32-wasip2"]);
+    if let Ok(toolchain) = env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    let added = rustup.status().is_ok_and(|status| status.success());
+    assert!(
+        added && sysroot.as_ref().is_some_and(installed),
+        "the guests need the wasm32-wasip2 target, which this toolchain lacks and \
+         `rustup target add wasm32-wasip2` could not add: install it, then build again"
+    );
 }

@@ -135,6 +135,10 @@ struct EngineArgs {
     /// (Linux PAGEMAP_SCAN, used when the kernel has it).
     #[arg(long)]
     no_pagemap_scan: bool,
+    /// Write /tmp/perf-<pid>.map naming the guests' compiled functions, so
+    /// `perf record` and `perf report` can profile inside steps.
+    #[arg(long)]
+    perfmap: bool,
     /// Largest memory any step may be given, e.g. 512Mi.
     #[arg(long, default_value = "512Mi")]
     max_step_memory: String,
@@ -226,6 +230,7 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
         pooling: !args.no_pooling,
         preinit: !args.no_preinit,
         pagemap_scan: !args.no_pagemap_scan,
+        perfmap: args.perfmap,
         max_memory,
         max_instances: args.max_instances,
         cache_dir: (!args.no_cache)

@@ -122,6 +122,11 @@ pub struct RuntimeConfig {
     /// rest: the pages a step uses stay mapped, so the next instance takes
     /// no page faults, and no TLB shootdown hits the other cores.
     pub pagemap_scan: bool,
+    /// Write `/tmp/perf-<pid>.map` naming the compiled guest functions, so
+    /// `perf record` / `perf report` attribute samples inside a step to its
+    /// own functions instead of anonymous JIT addresses. Off by default:
+    /// the map grows with every component compiled.
+    pub perfmap: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -139,6 +144,7 @@ impl Default for RuntimeConfig {
             inference_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             preinit: true,
             pagemap_scan: true,
+            perfmap: false,
         }
     }
 }
@@ -465,6 +471,9 @@ fn engine_config(rt: &RuntimeConfig, pooling: bool, cache: Option<&wasmtime::Cac
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.parallel_compilation(true);
+    if rt.perfmap {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let instances = rt.max_instances;
         let mut pooling = PoolingAllocationConfig::default();

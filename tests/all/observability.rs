@@ -163,3 +163,45 @@ async fn step_spans_are_exported_over_otlp_in_the_callers_trace() {
         assert_eq!(span["spanId"].as_str().map(str::len), Some(16), "{span}");
     }
 }
+
+/// `--perfmap`: the map `perf` reads names the guests' compiled functions,
+/// so a profile of the host shows where inside a step the time goes
+/// (without it, anonymous JIT addresses). Without the flag, no map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perfmap_names_guest_functions_for_perf() {
+    let manifest = format!(
+        "{}{}",
+        sequence("solo", &["a"], None),
+        wasm_step("a", APPENDER, &[("suffix", "-p")], "")
+    );
+    let map_of = |host: &Host| std::path::PathBuf::from(format!("/tmp/perf-{}.map", host.pid()));
+    let profiled = Host::start(&manifest, &["--perfmap"]).await;
+    let out = post(
+        &format!("{}/sequences/solo", profiled.url),
+        &ce_headers("p1", "text/plain"),
+        "x",
+    )
+    .await;
+    assert_eq!(out.status, 200);
+    let map = map_of(&profiled);
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    // perf's format: `ADDRESS SIZE NAME` per line; wasmtime names a guest
+    // function `wasm[N]::function[M]::<its symbol>`.
+    let guest = text
+        .lines()
+        .filter(|l| l.split(' ').count() >= 3 && l.contains("::function["))
+        .collect::<Vec<_>>();
+    assert!(
+        guest.iter().any(|l| l.contains("appender")),
+        "no appender function among {} guest entries of {}",
+        guest.len(),
+        map.display()
+    );
+
+    let plain = Host::start(&manifest, &[]).await;
+    assert!(
+        !map_of(&plain).exists(),
+        "a host without --perfmap wrote a map"
+    );
+}

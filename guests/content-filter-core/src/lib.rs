@@ -63,4 +63,37 @@ mod tests {
         let empty = model.probability("").expect("scores");
         assert!((empty - 0.036_375_752).abs() < 1e-6, "empty text {empty}");
     }
+
+    #[test]
+    fn tokens_equal_the_regex_the_tokenizer_replaced() {
+        let regex = regex::Regex::new(r"[\p{L}\p{N}_]{2,}").expect("regex");
+        let by_regex = |text: &str| -> Vec<String> {
+            let lower = text.to_lowercase();
+            regex
+                .find_iter(&lower)
+                .map(|m| m.as_str().to_string())
+                .collect()
+        };
+        let edge_cases = [
+            "",
+            "a",
+            "ab",
+            "a b c",
+            "snake_case __ _x x_ 42 4 2",
+            // Combining marks split a word (Python's \w has no M*).
+            "cafe\u{301} nai\u{308}ve",
+            // Digits and letters of other scripts, CJK, Hangul, emoji.
+            "٣٤ ४५ Ⅻ ½ 日本語 한국어 😀😀 ｆｕｌｌ",
+            "ΣΊΣΥΦΟΣ İstanbul ǅemal ß",
+            "tab\tnew\nline\u{200B}zero-width",
+            "ends with a word",
+        ];
+        let dev = DEV.lines().filter_map(|l| l.split_once('\t')).map(|x| x.1);
+        let mut checked = 0;
+        for text in edge_cases.into_iter().chain(dev) {
+            assert_eq!(tokenize(text), by_regex(text), "text {text:?}");
+            checked += 1;
+        }
+        assert_eq!(checked, edge_cases.len() + 2000);
+    }
 }

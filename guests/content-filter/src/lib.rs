@@ -46,9 +46,9 @@ impl Step for ContentFilter {
     fn preinitialize() {
         // A load error is kept in the OnceLock and reported by every event.
         if let Ok(model) = model() {
-            // Score a few texts once so lazily built state (the tokenizer
-            // regex's DFA cache, tract's scratch buffers) is in the snapshot
-            // too, not rebuilt by every fresh instance.
+            // Score a few texts once so lazily built state (tract's
+            // scratch buffers, the allocator's free lists) is in the
+            // snapshot too, not rebuilt by every fresh instance.
             for text in WARM_UP {
                 let _ = model.score(text);
             }

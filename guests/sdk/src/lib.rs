@@ -73,6 +73,37 @@ pub use bindings::wasi::nn;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+#[cfg(all(
+    feature = "event-arena",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+pub mod arena;
+
+/// The guest's allocator with the `event-arena` feature (the default): a
+/// per-event bump arena in front of the standard allocator (see [`arena`]).
+#[cfg(all(
+    feature = "event-arena",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static EVENT_ARENA: arena::EventArena = arena::EventArena::new();
+
+/// Called by [`export_step!`] when set-up is over (after
+/// `Step::preinitialize`, and on every event): from then on the guest
+/// allocates from the per-event arena first. Without the `event-arena`
+/// feature, nothing.
+#[doc(hidden)]
+pub fn __setup_done() {
+    #[cfg(all(
+        feature = "event-arena",
+        target_arch = "wasm32",
+        not(target_feature = "atomics")
+    ))]
+    EVENT_ARENA.activate();
+}
+
 /// One CloudEvent as the host hands it to a step (the WIT `cloud-event`).
 pub use bindings::stephost::step::types::CloudEvent as Event;
 /// How a step fails: `Retryable` (the host retries, ≙ 5xx) or `Fatal`
@@ -110,6 +141,7 @@ macro_rules! __export_step_handler {
                 event: $crate::Event,
             ) -> ::core::result::Result<::core::option::Option<$crate::Event>, $crate::StepError>
             {
+                $crate::__setup_done();
                 <$step as $crate::Step>::handle(event)
             }
         }
@@ -136,7 +168,9 @@ macro_rules! export_step {
         $crate::__export_step_handler!($step);
         impl $crate::bindings::Guest for __StephostStepExport {
             fn wizer_initialize() {
-                <$step as $crate::Step>::preinitialize()
+                <$step as $crate::Step>::preinitialize();
+                // The snapshot starts every event with the arena on.
+                $crate::__setup_done();
             }
         }
         $crate::bindings::export!(__StephostStepExport with_types_in $crate::bindings);
