@@ -9,18 +9,15 @@
 // criterion's macros generate undocumented public functions.
 #![allow(missing_docs)]
 
+#[path = "fixtures/content_filter.rs"]
+mod fixture;
+
 use std::hint::black_box;
-use std::time::Duration;
 
-use cloudevents::{EventBuilder, EventBuilderV10};
 use criterion::{Criterion, criterion_group, criterion_main};
-use stephost::builtin::{CONTENT_FILTER, EMBEDDED};
-use stephost::event;
-use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
+use stephost::runtime::{Runtime, RuntimeConfig};
 
-/// A typical review: 30 tokens, one evasion.
-const REVIEW: &str = "I bought this for my daughter and honestly the plot was sh1t, \
-    the characters were flat and the ending made no sense at all, what a waste of money";
+use fixture::{REVIEW, content_filter, review_event};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -28,52 +25,30 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("tokio");
     let native = content_filter_core::Model::load().expect("model");
-    let input = event::to_wit(
-        &EventBuilderV10::new()
-            .id("b")
-            .source("/bench")
-            .ty("new-review-comment")
-            .data(
-                "application/json",
-                serde_json::json!({ "reviewText": REVIEW }),
-            )
-            .build()
-            .expect("event"),
-    );
+    let input = review_event();
     let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
-    let bytes = EMBEDDED
-        .iter()
-        .find(|(n, _)| *n == "content-filter")
-        .map(|(_, b)| *b)
-        .expect("embedded content-filter");
-    let limits = StepLimits {
-        timeout: Duration::from_secs(30),
-        ..StepLimits::default()
-    };
-    let fresh = runtime
-        .compile(CONTENT_FILTER, bytes, limits, vec![])
-        .expect("compile");
+    let fresh = content_filter(&runtime);
     let warm = fresh.clone().with_warm_instances();
-    let unprepared = Runtime::new(RuntimeConfig {
-        preinit: false,
-        ..RuntimeConfig::default()
-    })
-    .expect("runtime")
-    .compile(CONTENT_FILTER, bytes, limits, vec![])
-    .expect("compile");
+    let unprepared = content_filter(
+        &Runtime::new(RuntimeConfig {
+            preinit: false,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime"),
+    );
 
     // The same, with 4 MiB of each freed memory slot kept resident
     // (--keep-resident 4Mi): fewer page faults for a guest with a big heap;
     // with PAGEMAP_SCAN (the default) only the pages touched are reset.
     let with_resident = |keep_resident: usize, pagemap_scan: bool| {
-        Runtime::new(RuntimeConfig {
-            keep_resident,
-            pagemap_scan,
-            ..RuntimeConfig::default()
-        })
-        .expect("runtime")
-        .compile(CONTENT_FILTER, bytes, limits, vec![])
-        .expect("compile")
+        content_filter(
+            &Runtime::new(RuntimeConfig {
+                keep_resident,
+                pagemap_scan,
+                ..RuntimeConfig::default()
+            })
+            .expect("runtime"),
+        )
     };
     let resident = with_resident(4 << 20, true);
     let resident_memset = with_resident(4 << 20, false);

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use cloudevents::{EventBuilder, EventBuilderV10};
 use criterion::{Criterion, criterion_group, criterion_main};
-use stephost::builtin::{EMBEDDED, EMBEDDED_MODELS, SENTIMENT_TRACT};
+use stephost::builtin::{EmbeddedGuests, SENTIMENT_TRACT};
 use stephost::event;
 use stephost::nn::{DEFAULT_MAX_INPUT_ELEMENTS, InferencePool, StepModels, load_onnx};
+use stephost::registry::Builtins;
 use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
 
 /// A typical review: 31 tokens with [CLS]/[SEP].
@@ -47,11 +48,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio");
-    let model_bytes = EMBEDDED_MODELS
-        .iter()
-        .find(|(n, _)| *n == "sentiment")
-        .map(|(_, b)| *b)
-        .expect("embedded model");
+    let model_bytes = EmbeddedGuests.model("sentiment").expect("embedded model");
     let ids = sentiment_core::encode(REVIEW, 128);
     println!("review: {} tokens", ids.len());
 
@@ -75,11 +72,7 @@ fn bench(c: &mut Criterion) {
         timeout: Duration::from_secs(120),
         ..StepLimits::default()
     };
-    let sentiment_bytes = EMBEDDED
-        .iter()
-        .find(|(n, _)| *n == "sentiment")
-        .map(|(_, b)| *b)
-        .expect("embedded sentiment");
+    let sentiment_bytes = EmbeddedGuests.get("sentiment").expect("embedded sentiment");
     let loaded = load_onnx("bench", model_bytes, 512).expect("load");
     let pool: std::sync::Arc<InferencePool> = runtime.inference_pool();
     let models = StepModels::new(

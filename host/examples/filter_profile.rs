@@ -7,16 +7,14 @@
 //! the criterion bench's medians. Guest functions are named in `perf report`
 //! (the runtime writes /tmp/perf-<pid>.map).
 
-use std::time::{Duration, Instant};
+#[path = "../benches/fixtures/content_filter.rs"]
+mod fixture;
 
-use cloudevents::{EventBuilder, EventBuilderV10};
-use stephost::builtin::{CONTENT_FILTER, EMBEDDED};
-use stephost::event;
-use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
+use std::time::Instant;
 
-/// The review the `content_filter` bench scores: 30 tokens, one evasion.
-const REVIEW: &str = "I bought this for my daughter and honestly the plot was sh1t, \
-    the characters were flat and the ending made no sense at all, what a waste of money";
+use stephost::runtime::{Runtime, RuntimeConfig};
+
+use fixture::{REVIEW, content_filter, review_event};
 
 /// Minor page faults of this process so far (getrusage via /proc).
 fn minor_faults() -> u64 {
@@ -37,18 +35,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    let input = event::to_wit(
-        &EventBuilderV10::new()
-            .id("p")
-            .source("/profile")
-            .ty("new-review-comment")
-            .data(
-                "application/json",
-                serde_json::json!({ "reviewText": REVIEW }),
-            )
-            .build()
-            .expect("event"),
-    );
+    let input = review_event();
     // Cached compilation keeps Cranelift out of the profile after a first run.
     let mut config = RuntimeConfig {
         perfmap: true,
@@ -59,18 +46,7 @@ fn main() {
         config.keep_resident = bytes;
     }
     let runtime = Runtime::new(config).expect("runtime");
-    let bytes = EMBEDDED
-        .iter()
-        .find(|(n, _)| *n == "content-filter")
-        .map(|(_, b)| *b)
-        .expect("embedded content-filter");
-    let limits = StepLimits {
-        timeout: Duration::from_secs(30),
-        ..StepLimits::default()
-    };
-    let step = runtime
-        .compile(CONTENT_FILTER, bytes, limits, vec![])
-        .expect("compile");
+    let step = content_filter(&runtime);
     let native = content_filter_core::Model::load().expect("model");
     let warm = step.clone().with_warm_instances();
     let run = |mode: &str| match mode {

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::{Map, Value};
+use stephost::registry::Builtins;
 
 #[derive(Parser)]
 struct Args {
@@ -78,10 +79,8 @@ impl Pipeline {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let model = stephost::builtin::EMBEDDED_MODELS
-        .iter()
-        .find(|(n, _)| *n == "sentiment")
-        .map(|(_, b)| *b)
+    let model = stephost::builtin::EmbeddedGuests
+        .model("sentiment")
         .ok_or_else(|| anyhow::anyhow!("no embedded sentiment model"))?;
     let pipeline = Arc::new(Pipeline {
         filter: content_filter_core::Model::load()
