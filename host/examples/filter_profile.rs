@@ -1,7 +1,8 @@
 //! Runs the content filter's per-event path in a loop, for a profiler to
 //! watch: `perf record -F 2000 -- target/release/examples/filter_profile
 //! fresh 20000` (with `fresh`, `warm` or `native`; `all` interleaves the
-//! three in rounds and compares their medians). Prints the mean time per
+//! three in rounds and compares their medians; an optional third argument
+//! sets the bytes kept resident per freed slot). Prints the mean time per
 //! event and the minor page faults the loop took, so a change to the guest
 //! or the runtime settings can be judged by where its time goes, not only by
 //! the criterion bench's medians. Guest functions are named in `perf report`
@@ -31,6 +32,16 @@ fn main() {
     let mode = args.next().unwrap_or_else(|| "fresh".into());
     let n: u32 = args.next().and_then(|v| v.parse().ok()).unwrap_or(10_000);
     let keep_resident: Option<usize> = args.next().and_then(|v| v.parse().ok());
+    let modes: Vec<&str> = match mode.as_str() {
+        "all" => vec!["native", "warm", "fresh"],
+        one @ ("native" | "warm" | "fresh") => vec![one],
+        other => {
+            eprintln!(
+                "unknown mode {other:?}\nusage: filter_profile [all|native|warm|fresh] [EVENTS] [KEEP_RESIDENT_BYTES]"
+            );
+            std::process::exit(2);
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -56,13 +67,9 @@ fn main() {
         "warm" => {
             std::hint::black_box(rt.block_on(warm.handle(input.clone())).expect("ran"));
         }
-        _ => {
+        _fresh => {
             std::hint::black_box(rt.block_on(step.handle(input.clone())).expect("ran"));
         }
-    };
-    let modes: Vec<&str> = match mode.as_str() {
-        "all" => vec!["native", "warm", "fresh"],
-        one => vec![one],
     };
     for mode in &modes {
         for _ in 0..100 {

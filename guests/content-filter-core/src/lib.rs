@@ -30,9 +30,11 @@ impl Score {
 impl Model {
     /// Score `text` raw and normalised.
     pub fn score(&self, text: &str) -> Result<Score, ModelError> {
-        let raw = self.probability(text)?;
+        // Lower-cased once: the raw score and the comparison both need it.
+        let lower = text.to_lowercase();
+        let raw = self.probability_of_lowercase(&lower)?;
         let normal = normalize(text, &|w| self.is_profane(w));
-        let normalized = if normal == text.to_lowercase() {
+        let normalized = if normal == lower {
             raw
         } else {
             self.probability(&normal)?

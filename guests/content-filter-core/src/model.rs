@@ -76,11 +76,17 @@ impl Model {
 
     /// P(offensive) of `text` as alt-profanity-check computes it.
     pub fn probability(&self, text: &str) -> Result<f32, ModelError> {
+        self.probability_of_lowercase(&text.to_lowercase())
+    }
+
+    /// [`Model::probability`] of a text already lower-cased with
+    /// `str::to_lowercase` (as sklearn's `lowercase=True` does first), for
+    /// callers that need the lower-cased text themselves.
+    pub(crate) fn probability_of_lowercase(&self, lower: &str) -> Result<f32, ModelError> {
         // Column ids of the known tokens, then counted by sorting: fewer
         // allocations than a map per call (they dominate in a wasm guest).
-        let lower = text.to_lowercase();
         let mut ids: Vec<i64> = Vec::with_capacity(lower.len() / 4 + 1);
-        for_each_token(&lower, |token| {
+        for_each_token(lower, |token| {
             if let Some(&id) = self.vocab.get(token) {
                 ids.push(id);
             }
