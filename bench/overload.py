@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Overload (issue #9): does the host push back instead of falling over?
 
-For each host configuration: start the real binary serving the default
+For each host configuration (the defaults, then variations of the running
+limit and queue that show why the defaults are what they are): start the real binary serving the default
 filter -> sentiment Sequence, find its throughput (closed loop, 4 clients),
 call 80 % of that the *sustainable rate* S, measure the steady state (open
 loop at S), then offer 4 x S (open loop). Reports accepted events/s, the
@@ -26,13 +27,13 @@ loadgen = args[1] if len(args) > 1 else "target/release/examples/loadgen"
 phase = 1.0 if smoke else 15.0
 
 CONFIGS = [
-    ("defaults (adaptive admission, --max-in-flight 256, --queue-timeout PT0.1S)", []),
-    ("--admission fixed (a fixed limit of 256: the default before adaptive admission)",
-     ["--admission", "fixed"]),
-    ("--max-in-flight 16 (= containerConcurrency in manifests/service.yaml), adaptive",
-     ["--max-in-flight", "16"]),
-    ("--admission fixed --max-in-flight 2 --queue-timeout PT0S (one event per core, no waiting)",
-     ["--admission", "fixed", "--max-in-flight", "2", "--queue-timeout", "PT0S"]),
+    ("defaults (--max-running = --max-queue = the CPUs, --max-burst 64, --max-in-flight 256)", []),
+    ("--max-burst 2 (no room for bursts: the queue is always cut to --max-queue)",
+     ["--max-burst", "2"]),
+    ("--max-running 4 --max-queue 4 (two events per core running, as many waiting)",
+     ["--max-running", "4", "--max-queue", "4"]),
+    ("--max-running 256 (no running limit: every event in flight runs at once)",
+     ["--max-running", "256"]),
 ]
 if smoke:
     CONFIGS = CONFIGS[:1]

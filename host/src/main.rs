@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use stephost::admission::Admission;
+use stephost::admission::{Admission, AdmissionLimits};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -80,18 +80,33 @@ struct ServeArgs {
     /// Wasm step handled the event) to output events.
     #[arg(long)]
     no_versions_extension: bool,
-    /// Events (Sequence runs and step calls) in progress at once; beyond,
-    /// an event waits up to --queue-timeout, then gets 429 + Retry-After.
-    #[arg(long, default_value_t = stephost::server::DEFAULT_MAX_IN_FLIGHT)]
+    /// Events (Sequence runs and step calls) in progress at once, those
+    /// waiting on remote steps, sinks or backoff included: a memory bound
+    /// (each holds its body); beyond, 429 + Retry-After at once.
+    #[arg(long, default_value_t = stephost::admission::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
-    /// How long (ISO-8601) an event may wait for admission before a 429.
-    #[arg(long, default_value = "PT0.1S")]
+    /// Events using this host's cores at once (Wasm steps, inference,
+    /// parsing); an event waiting on a remote step, a sink, backoff or its
+    /// sender gives its place back meanwhile. At least the CPUs, unless
+    /// --max-in-flight is lower [default: the CPUs, what the host runs at
+    /// the same instant].
+    #[arg(long)]
+    max_running: Option<usize>,
+    /// Arrivals that may wait for a running place while the host is
+    /// overloaded (an arrival lately found --max-burst waiting); beyond,
+    /// 429 + Retry-After at once [default: --max-running].
+    #[arg(long)]
+    max_queue: Option<usize>,
+    /// Arrivals that may wait for a running place before the host counts
+    /// itself overloaded (the next one is refused and the queue is cut to
+    /// --max-queue) [default: 64, at least --max-running].
+    #[arg(long)]
+    max_burst: Option<usize>,
+    /// How long (ISO-8601) an arrival may wait for a running place before a
+    /// 429 (the queue's length bounds the wait under load; this bounds it
+    /// when running events are stuck).
+    #[arg(long, default_value = "PT10S")]
     queue_timeout: String,
-    /// `adaptive`: admit fewer than --max-in-flight when events get slower
-    /// than 1.5x their unloaded latency (and wait at most that latency for
-    /// a place); `fixed`: always --max-in-flight.
-    #[arg(long, default_value = "adaptive", value_parser = ["adaptive", "fixed"])]
-    admission: String,
     /// How long (ISO-8601) a client may take to send a request's head (also
     /// how long an idle keep-alive connection stays open), and then its
     /// body: 408 or a closed connection beyond (slowloris clients).
@@ -361,6 +376,40 @@ fn validate(files: Vec<PathBuf>, engine: EngineArgs, resolve: ResolveArgs) -> Re
     Ok(())
 }
 
+/// The admission door from the flags (see `stephost::admission`).
+fn admission(args: &ServeArgs, queue_timeout: std::time::Duration) -> Result<Admission> {
+    if args.max_in_flight == 0 {
+        bail!("--max-in-flight must be at least 1");
+    }
+    let workers = stephost::admission::workers();
+    let defaults = AdmissionLimits::defaults(workers);
+    let max_running = args
+        .max_running
+        .unwrap_or(defaults.max_running.min(args.max_in_flight));
+    let max_queue = args.max_queue.unwrap_or(max_running);
+    let limits = AdmissionLimits {
+        max_in_flight: args.max_in_flight,
+        max_running,
+        max_queue,
+        max_burst: args.max_burst.unwrap_or(
+            stephost::admission::DEFAULT_MAX_BURST
+                .max(max_running)
+                .max(max_queue),
+        ),
+        queue_timeout,
+    };
+    limits.check(workers)?;
+    tracing::info!(
+        max_in_flight = limits.max_in_flight,
+        max_running = limits.max_running,
+        max_queue = limits.max_queue,
+        max_burst = limits.max_burst,
+        queue_timeout_ms = queue_timeout.as_millis() as u64,
+        "admission"
+    );
+    Ok(Admission::new(limits))
+}
+
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log_format);
     let max_event_bytes = parse_quantity(&serde_yaml::Value::String(args.max_event_bytes.clone()))
@@ -378,17 +427,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let queue_timeout = parse_duration(&args.queue_timeout)
         .map_err(anyhow::Error::msg)
         .context("--queue-timeout")?;
-    if args.max_in_flight == 0 {
-        bail!("--max-in-flight must be at least 1");
-    }
-    let admission = match args.admission.as_str() {
-        "fixed" => Admission::fixed(args.max_in_flight, queue_timeout),
-        _ => Admission::adaptive(
-            args.max_in_flight,
-            queue_timeout,
-            stephost::admission::DEFAULT_TOLERANCE,
-        ),
-    };
+    let admission = admission(&args, queue_timeout)?;
     let read_timeout = parse_duration(&args.read_timeout)
         .map_err(anyhow::Error::msg)
         .context("--read-timeout")?;

@@ -46,9 +46,15 @@ pub struct Metrics {
     pub dead_lettered: Family<Labels, Counter>,
     /// `stephost_events_in_flight`: Sequence runs in progress.
     pub in_flight: Gauge,
-    /// `stephost_admission_limit`: events the door admits at once now
-    /// (adaptive admission moves it; brought up to date at each scrape).
+    /// `stephost_admission_limit`: `--max-running`, the events that may use
+    /// this host's cores at once (set at each scrape, like the two below).
     pub admission_limit: Gauge,
+    /// `stephost_events_running`: events holding a running place now; with
+    /// the limit, it tells an operator how close the door is to queueing.
+    pub events_running: Gauge,
+    /// `stephost_admission_waiting`: arrivals waiting for a running place;
+    /// above zero for long means the host is at capacity.
+    pub admission_waiting: Gauge,
     /// Manifest reloads by outcome.
     pub reloads: Family<Labels, Counter>,
     /// Automatic rollbacks by step.
@@ -76,6 +82,8 @@ impl Metrics {
         let dead_lettered = Family::<Labels, Counter>::default();
         let in_flight = Gauge::default();
         let admission_limit = Gauge::default();
+        let events_running = Gauge::default();
+        let admission_waiting = Gauge::default();
         let reloads = Family::<Labels, Counter>::default();
         let auto_rollbacks = Family::<Labels, Counter>::default();
         let compile_cache = Family::<Labels, Counter>::default();
@@ -131,8 +139,18 @@ impl Metrics {
         );
         registry.register(
             "admission_limit",
-            "Events admitted at once now (--max-in-flight, lowered by adaptive admission)",
+            "Events that may use this host's cores at once (--max-running)",
             admission_limit.clone(),
+        );
+        registry.register(
+            "events_running",
+            "Events using this host's cores now (not waiting on remote hops, backoff or senders)",
+            events_running.clone(),
+        );
+        registry.register(
+            "admission_waiting",
+            "Events waiting for a place to run (at most --max-queue)",
+            admission_waiting.clone(),
         );
         Self {
             registry,
@@ -143,6 +161,8 @@ impl Metrics {
             dead_lettered,
             in_flight,
             admission_limit,
+            events_running,
+            admission_waiting,
             reloads,
             auto_rollbacks,
             compile_cache,

@@ -660,7 +660,8 @@ impl Dispatcher {
         if let Ok(tp) = HeaderValue::from_str(&inbound.trace.child_header()) {
             headers.insert(HeaderName::from_static("traceparent"), tp);
         }
-        waiting(async {
+        // Waiting on the remote is no work for this host's cores.
+        crate::admission::away(async {
             let response =
                 tokio::time::timeout(DEFAULT_REMOTE_TIMEOUT, self.client.request(request))
                     .await
@@ -681,33 +682,6 @@ impl Dispatcher {
         })
         .await
     }
-}
-
-tokio::task_local! {
-    /// Time the current event has spent waiting on remote hops and retry
-    /// backoff (see [`timing_waits`]).
-    static WAITED: std::cell::Cell<Duration>;
-}
-
-/// Run `work` and measure how much of it went waiting on remote hops
-/// (steps, reply, dead-letter sink) and retry backoff: time that says nothing
-/// about how busy this host is, which adaptive admission leaves out of its
-/// latency signal (a slow broker must not make the host refuse events).
-pub async fn timing_waits<F: Future>(work: F) -> (F::Output, Duration) {
-    WAITED
-        .scope(std::cell::Cell::new(Duration::ZERO), async move {
-            let output = work.await;
-            (output, WAITED.with(std::cell::Cell::get))
-        })
-        .await
-}
-
-/// Await `f`, counting its time as waiting (when inside [`timing_waits`]).
-async fn waiting<F: Future>(f: F) -> F::Output {
-    let started = std::time::Instant::now();
-    let output = f.await;
-    let _ = WAITED.try_with(|w| w.set(w.get() + started.elapsed()));
-    output
 }
 
 /// Run `attempt` up to `retry + 1` times per `delivery`: each attempt bounded
@@ -745,7 +719,7 @@ where
         }
         tracing::debug!(attempt = k, wait_ms = wait.as_millis() as u64, error = %error, "retrying");
         if !wait.is_zero() {
-            waiting(tokio::time::sleep(wait)).await;
+            crate::admission::away(tokio::time::sleep(wait)).await;
         }
     }
 }

@@ -10,7 +10,7 @@
 //! (2xx) before the event reached the reply, was returned, or was dropped by a
 //! step on purpose.
 
-use crate::admission::{Admission, Admitted};
+use crate::admission::{Admission, AdmissionLimits, Overloaded};
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Limited};
 use crate::event;
 use crate::metrics::{Metrics, labels};
 use crate::registry::{Registry, Sequence, StepTarget};
-use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, Inbound, timing_waits};
+use crate::sequence::{ChainError, Delivered, Dispatcher, HopError, Inbound};
 
 /// Largest event body accepted by default. CloudEvents carriers commonly cap
 /// events far lower (Kafka's default message size is 1 MB); 4 MiB leaves
@@ -60,12 +60,6 @@ pub struct AppState {
     pub read_timeout: std::time::Duration,
 }
 
-/// Events in progress at once by default. Each holds at most
-/// `--max-event-bytes` of body plus its instances; 256 is ≈ 50× what a 2-core
-/// pod completes per 10 ms step, so only real overload reaches it, and it
-/// bounds the bodies held at 256 × 4 MiB in the worst case.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
-
 /// Largest component upload by default: the biggest reference guest with a
 /// model inside (sentiment-tract) is 65 MB; 128 MiB leaves room while
 /// bounding what one request can make the host hold.
@@ -79,8 +73,8 @@ impl AppState {
         self
     }
 
-    /// The door events pass (fixed or adaptive limit); refused events get
-    /// 429 with `Retry-After`.
+    /// The door events pass (see `admission`); refused events get 429 with
+    /// `Retry-After`.
     pub fn with_admission(mut self, admission: Admission) -> Self {
         self.admission = Arc::new(admission);
         self
@@ -117,10 +111,9 @@ impl AppState {
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             runtime: std::sync::OnceLock::new(),
             admin_lock: tokio::sync::Mutex::new(()),
-            admission: Arc::new(Admission::fixed(
-                DEFAULT_MAX_IN_FLIGHT,
-                std::time::Duration::from_millis(100),
-            )),
+            admission: Arc::new(Admission::new(AdmissionLimits::defaults(
+                crate::admission::workers(),
+            ))),
             read_timeout: DEFAULT_READ_TIMEOUT,
         }
     }
@@ -192,8 +185,17 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     if let Some((hits, misses)) = state.runtime.get().and_then(|r| r.cache_stats()) {
         state.metrics.set_compile_cache(hits, misses);
     }
-    let limit = i64::try_from(state.admission.limit()).unwrap_or(i64::MAX);
-    state.metrics.admission_limit.set(limit);
+    let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let admission = &state.admission;
+    state
+        .metrics
+        .admission_limit
+        .set(gauge(admission.limits().max_running));
+    state.metrics.events_running.set(gauge(admission.running()));
+    state
+        .metrics
+        .admission_waiting
+        .set(gauge(admission.waiting()));
     (
         [(
             header::CONTENT_TYPE,
@@ -296,33 +298,35 @@ async fn step_endpoint(
             format!("no WasmStep named {name:?}"),
         ));
     };
-    let mut admitted = match admit(&state).await {
-        Ok(permit) => permit,
-        Err(response) => return Ok(response),
+    // An in-flight place first (the body may then be read); the running
+    // place comes with `run`.
+    let admitted = match state.admission.enter() {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(refused(refusal)),
     };
     let event = read_event(&state, &headers, body).await?;
     let inbound = Inbound::from_request(&headers);
     check_tags(&registry, &inbound)?;
-    let version = inbound.choose(&step);
-    let stamp = vec![(step.name.clone(), version.name.clone())];
-    let target = StepTarget::Wasm(step.clone());
-    let called = state
-        .dispatcher
-        .call_step(&target, Some(version), event, "", &inbound)
+    let ran = admitted
+        .run(async {
+            let version = inbound.choose(&step);
+            let stamp = vec![(step.name.clone(), version.name.clone())];
+            let target = StepTarget::Wasm(step.clone());
+            let called = state
+                .dispatcher
+                .call_step(&target, Some(version), event, "", &inbound)
+                .await;
+            match called {
+                Ok(Some(mut output)) => {
+                    state.dispatcher.stamp_versions(&mut output, &stamp);
+                    event_response(StatusCode::OK, output)
+                }
+                Ok(None) => StatusCode::ACCEPTED.into_response(),
+                Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
+            }
+        })
         .await;
-    // A call shed by the step's own gate did no work: its microseconds say
-    // nothing about how busy the host is and would hold the limit open.
-    if !matches!(&called, Err(hop) if hop.shed) {
-        admitted.ran(std::time::Duration::ZERO);
-    }
-    Ok(match called {
-        Ok(Some(mut output)) => {
-            state.dispatcher.stamp_versions(&mut output, &stamp);
-            event_response(StatusCode::OK, output)
-        }
-        Ok(None) => StatusCode::ACCEPTED.into_response(),
-        Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
-    })
+    Ok(ran.unwrap_or_else(refused))
 }
 
 /// A `Stephost-Step-Tag` must name a step and one of its tags: a request for
@@ -348,15 +352,11 @@ fn check_tags(registry: &Registry, inbound: &Inbound) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Wait (bounded) for an admission slot; 429 with `Retry-After` when the
-/// host is full, so Knative's dispatcher (which retries 429) backs off
-/// instead of the host queueing without bound.
-async fn admit(state: &AppState) -> Result<Admitted, Response> {
-    state
-        .admission
-        .enter()
-        .await
-        .map_err(|refused| overloaded(format!("{refused}; retry later")))
+/// A refusal by the admission door: 429 with `Retry-After`, so Knative's
+/// dispatcher (which retries 429) backs off instead of the host queueing
+/// without bound.
+fn refused(refusal: Overloaded) -> Response {
+    overloaded(format!("{refusal}; retry later"))
 }
 
 /// 429 with `Retry-After: 1`: Knative's dispatcher retries 429 with backoff.
@@ -381,11 +381,11 @@ async fn run_sequence(
             .get_or_create(&labels(&[("sequence", &seq.name), ("outcome", outcome)]))
             .inc();
     };
-    let mut admitted = match admit(state).await {
-        Ok(permit) => permit,
-        Err(response) => {
+    let admitted = match state.admission.enter() {
+        Ok(admitted) => admitted,
+        Err(refusal) => {
             count("overloaded");
-            return response;
+            return refused(refusal);
         }
     };
     let event = match read_event(state, &headers, body).await {
@@ -395,18 +395,28 @@ async fn run_sequence(
             return e.into_response();
         }
     };
+    let ran = admitted
+        .run(dispatch(state, seq, event, &headers, &count))
+        .await;
+    ran.unwrap_or_else(|refusal| {
+        count("overloaded");
+        refused(refusal)
+    })
+}
+
+/// The running part of [`run_sequence`]: dispatch, answer.
+async fn dispatch(
+    state: &AppState,
+    seq: &Sequence,
+    event: Event,
+    headers: &HeaderMap,
+    count: impl Fn(&str),
+) -> Response {
     state.metrics.in_flight.inc();
     let _in_flight = InFlight(&state.metrics);
     let id = event.id().to_string();
-    let inbound = Inbound::from_request(&headers);
-    let (outcome, away) = timing_waits(state.dispatcher.run(seq, event, &inbound)).await;
-    // An event shed by a step's gate (429) did not run the Sequence: as a
-    // latency sample its microseconds would tell adaptive admission the host
-    // is idle while it sheds, and hold the limit open (bench/RESULTS.md).
-    if !matches!(&outcome, Err(chain) if chain.hop().shed) {
-        admitted.ran(away);
-    }
-    match outcome {
+    let inbound = Inbound::from_request(headers);
+    match state.dispatcher.run(seq, event, &inbound).await {
         Ok(Delivered::Replied(url)) => {
             count("replied");
             tracing::debug!(sequence = %seq.name, event_id = %id, reply = %url, "delivered");

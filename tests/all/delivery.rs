@@ -417,10 +417,8 @@ async fn soak_ten_thousand_events_with_a_flaky_reply_lose_nothing() {
                         break;
                     }
                     // Exponential backoff from 10 ms, as a Knative sender
-                    // does (delivery spec): a 429 from admission (the door
-                    // is held at the cores while the start-up probe
-                    // measures the latency floor) is no failure to retry
-                    // in a tight loop.
+                    // does (delivery spec): a 500 (no dead-letter sink took
+                    // the event) is no failure to retry in a tight loop.
                     tokio::time::sleep(Duration::from_millis(10 << tries)).await;
                 }
             }

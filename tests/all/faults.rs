@@ -308,9 +308,13 @@ async fn wasi_denies_files_environment_sockets_and_lookups() {
 #[tokio::test]
 async fn a_full_step_pushes_back_with_429_and_retry_after() {
     // One place, one waiter: the third concurrent event is refused at once.
+    // The sleeping guests hold host-wide running places too (a Wasm step is
+    // running, whatever it does): leave room beside them for the third event
+    // and the healthy Sequence, so the step's own gate is what answers.
+    let running = (std::thread::available_parallelism().map_or(1, |n| n.get()) + 2).to_string();
     let host = Host::start(
         &manifest("sleep", "{timeout: PT2S, concurrency: 1, maxQueue: 1}"),
-        &[],
+        &["--max-running", &running],
     )
     .await;
     let url = format!("{}/sequences/bad", host.url);

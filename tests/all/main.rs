@@ -3,6 +3,7 @@
 //! link step), one module per concern.
 
 mod admin;
+mod admission;
 mod chain;
 mod content_filter;
 mod delivery;

@@ -44,11 +44,7 @@ async fn logits_on_the_1060_mr_dev_sentences_equal_the_reference() {
     let models = format!("{{sentiment: {:?}}}", model_path());
     let host = Host::start(
         &sentiment_step("sentiment", &[("includeLogits", "true")], Some(&models)),
-        // This test checks answers, not admission: the tests running beside
-        // it share the cores, and adaptive admission rightly answers the
-        // slowdown they cause with 429s (CI saw one). Admission has its own
-        // tests (lifecycle::*, admission unit tests, the overload smoke).
-        &["--admission", "fixed"],
+        &[],
     )
     .await;
     let rows: Vec<(u8, f64, [f64; 2], &str)> = REFERENCE

@@ -58,9 +58,9 @@ async fn versions_of(host: &Host, n: usize, tag: Option<&str>) -> BTreeMap<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_90_10_split_over_2000_events_lands_within_3_points() {
-    // Fixed admission: this counts a split, and neighbour tests' CPU load
-    // must not turn some of its 2,000 events into 429s (see sentiment.rs).
-    let host = Host::start(&split(90, 10), &["--admission", "fixed"]).await;
+    // Eight senders at most: within the default running places and queue
+    // on any machine, so no event can be refused.
+    let host = Host::start(&split(90, 10), &[]).await;
     let counts = versions_of(&host, 2000, None).await;
     let v1 = counts.get("a=v1").copied().unwrap_or(0);
     let v2 = counts.get("a=v2").copied().unwrap_or(0);
