@@ -4,7 +4,7 @@
 
 use stephost::builtin::{APPENDER, DROPPER, FAULTY};
 
-use crate::support::{Host, ce_headers, post, request, sequence, wasm_step};
+use crate::support::{Host, ce_headers, post, request, sequence, two_versions, wasm_step};
 
 const TOKEN: &str = "s3cret-admin-token";
 
@@ -231,21 +231,16 @@ async fn a_version_that_fails_the_smoke_event_never_goes_live() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_version_is_rolled_back_automatically() {
     let manifest = format!(
-        "{}---
-apiVersion: stephost.dev/v1alpha1
-kind: WasmStep
-metadata: {{name: a}}
-spec:
-  versions:
-    - {{name: v1, component: {APPENDER}}}
-    - {{name: v2, component: {FAULTY}}}
-  traffic:
-    - {{version: v1, percent: 100}}
-    - {{version: v2, percent: 0}}
-  config: {{suffix: -a, mode: retryable}}
-  rollback: {{maxErrorRate: 0.5, window: PT60S, minEvents: 5}}
-",
-        sequence("s", &["a"], None)
+        "{}{}",
+        sequence("s", &["a"], None),
+        two_versions(
+            "a",
+            (APPENDER, FAULTY),
+            (100, 0),
+            None,
+            "  config: {suffix: -a, mode: retryable}\n  \
+             rollback: {maxErrorRate: 0.5, window: PT60S, minEvents: 5}\n"
+        )
     );
     let host = Host::start_with_env(&manifest, &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
     let out = admin(

@@ -16,7 +16,8 @@ use hyper_util::rt::TokioExecutor;
 use stephost::builtin::{APPENDER, FAULTY};
 
 use crate::support::{
-    Host, Sink, ce_headers, echo_appending, get, post, request, review_headers, sequence, wasm_step,
+    Host, Sink, ce_headers, echo_appending, get, post, request, review_headers, sequence,
+    two_versions, wasm_step,
 };
 
 /// The async worker threads a host started by the tests has (one per core).
@@ -122,20 +123,15 @@ async fn a_dispatcher_of_remote_steps_refuses_nothing_at_16_and_64_connections()
 async fn six_senders_during_40_traffic_switches_are_never_refused() {
     const TOKEN: &str = "admission-test-token";
     let manifest = format!(
-        "{}---
-apiVersion: stephost.dev/v1alpha1
-kind: WasmStep
-metadata: {{name: a}}
-spec:
-  versions:
-    - {{name: v1, component: {APPENDER}}}
-    - {{name: v2, component: {APPENDER}}}
-  traffic:
-    - {{version: v1, percent: 100}}
-    - {{version: v2, percent: 0}}
-  config: {{suffix: -a}}
-",
-        sequence("s", &["a"], None)
+        "{}{}",
+        sequence("s", &["a"], None),
+        two_versions(
+            "a",
+            (APPENDER, APPENDER),
+            (100, 0),
+            None,
+            "  config: {suffix: -a}\n"
+        )
     );
     let host = Host::start_with_env(&manifest, &[], &[("STEPHOST_ADMIN_TOKEN", TOKEN)]).await;
     let done = Arc::new(AtomicBool::new(false));

@@ -446,6 +446,34 @@ pub fn wasm_step(name: &str, component: &str, config: &[(&str, &str)], limits: &
     doc
 }
 
+/// A WasmStep `name` with versions v1 and v2 (components `v1`, `v2`) and
+/// their traffic percents (v2 tagged `v2_tag` when given; the percents are
+/// written as given, so a test can also declare a bad split), and `extra`
+/// lines added to its spec (each `  key: value\n`).
+pub fn two_versions(
+    name: &str,
+    (v1, v2): (&str, &str),
+    (v1_percent, v2_percent): (u32, u32),
+    v2_tag: Option<&str>,
+    extra: &str,
+) -> String {
+    let tag = v2_tag.map(|t| format!(", tag: {t}")).unwrap_or_default();
+    format!(
+        "---
+apiVersion: stephost.dev/v1alpha1
+kind: WasmStep
+metadata: {{name: {name}}}
+spec:
+  versions:
+    - {{name: v1, component: {v1}}}
+    - {{name: v2, component: {v2}}}
+  traffic:
+    - {{version: v1, percent: {v1_percent}}}
+    - {{version: v2, percent: {v2_percent}{tag}}}
+{extra}"
+    )
+}
+
 /// A Sequence with a `delivery:` (flow-style YAML) on every step.
 pub fn sequence_with_delivery(
     name: &str,

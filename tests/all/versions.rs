@@ -8,27 +8,22 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use stephost::builtin::{APPENDER, DROPPER};
 
-use crate::support::{Host, ce_headers, post, run_to_end, sequence};
+use crate::support::{Host, ce_headers, post, run_to_end, sequence, two_versions};
 
 /// Step `a` with versions v1 (APPENDER) and v2 (APPENDER, `-same` suffix:
 /// both append the same, so only `stephostversions` tells them apart), split
 /// `p1`/`p2`, v2 tagged `canary`.
 fn split(p1: u32, p2: u32) -> String {
     format!(
-        "{}---
-apiVersion: stephost.dev/v1alpha1
-kind: WasmStep
-metadata: {{name: a}}
-spec:
-  versions:
-    - {{name: v1, component: {APPENDER}}}
-    - {{name: v2, component: {APPENDER}}}
-  traffic:
-    - {{version: v1, percent: {p1}}}
-    - {{version: v2, percent: {p2}, tag: canary}}
-  config: {{suffix: -same}}
-",
-        sequence("s", &["a"], None)
+        "{}{}",
+        sequence("s", &["a"], None),
+        two_versions(
+            "a",
+            (APPENDER, APPENDER),
+            (p1, p2),
+            Some("canary"),
+            "  config: {suffix: -same}\n"
+        )
     )
 }
 
