@@ -243,9 +243,9 @@ pub struct Admission {
     waiting: AtomicUsize,
     /// Above zero while the host is overloaded: set to `max_burst` by every
     /// refusal for a full queue, lowered by one by every arrival that finds a
-    /// place free and nobody waiting. Slack, not a reset on the first free
-    /// place: senders arrive in clumps, so even under overload a place is
-    /// sometimes free for a moment.
+    /// place free and nobody waiting and every wait that drains the queue.
+    /// Slack, not a reset on the first sign: senders arrive in clumps, so
+    /// even under overload a place is sometimes free for a moment.
     pressure: AtomicUsize,
     /// Waiters still to refuse after the queue was cut to `max_queue`.
     to_cut: AtomicUsize,
@@ -389,11 +389,7 @@ impl Admission {
         if self.waiting.load(Ordering::Acquire) == 0
             && let Ok(permit) = self.running.clone().try_acquire_owned()
         {
-            let _ = self
-                .pressure
-                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
-                    Some(p.saturating_sub(1))
-                });
+            self.relieve();
             return Ok(permit);
         }
         let overloaded = self.pressure.load(Ordering::Relaxed) > 0;
@@ -437,7 +433,14 @@ impl Admission {
         .await;
         drop(queued);
         match waited {
-            Ok(Some(permit)) => Ok(permit),
+            Ok(Some(permit)) => {
+                if self.waiting.load(Ordering::Acquire) == 0 {
+                    // The queue drained: one sign that arrivals no longer
+                    // outpace the host.
+                    self.relieve();
+                }
+                Ok(permit)
+            }
             Ok(None) => Err(Overloaded::QueueFull {
                 running: self.running(),
                 waiting: self.waiting(),
@@ -451,6 +454,16 @@ impl Admission {
                 max_running: self.limits.max_running,
             }),
         }
+    }
+
+    /// One sign that the host keeps up (a place found free, the queue
+    /// drained): lowers the pressure by one.
+    fn relieve(&self) {
+        let _ = self
+            .pressure
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |p| {
+                Some(p.saturating_sub(1))
+            });
     }
 
     /// Refuse an arrival that found the queue full; the first refusal of an
@@ -718,8 +731,9 @@ mod tests {
             .filter(|o| matches!(o, Err(Overloaded::QueueFull { .. })))
             .count();
         assert_eq!((cut, outcomes.len() - cut), (2, 1), "{outcomes:?}");
-        // Arrivals that find places free lift the cut (one each, from the
-        // full --max-burst): then a burst queues again.
+        // Signs that the host keeps up lift the cut (one each, from the full
+        // --max-burst: the last waiter drained the queue, then arrivals find
+        // places free): then a burst queues again.
         for _ in 0..3 {
             try_run(&door).await.expect("a free place");
         }
