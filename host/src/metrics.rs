@@ -149,7 +149,7 @@ impl Metrics {
         );
         registry.register(
             "admission_waiting",
-            "Events waiting for a place to run (at most --max-queue)",
+            "Events waiting for a place to run (at most --max-burst, --max-queue while overloaded)",
             admission_waiting.clone(),
         );
         Self {
