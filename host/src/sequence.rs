@@ -194,16 +194,41 @@ pub struct HopError {
     pub status: u16,
     /// What went wrong, without wasm backtraces.
     pub message: String,
-    /// Whether Knative's delivery rules retry it.
-    pub retryable: bool,
+    /// What the delivery rules do with it: retry, give up, or push back.
+    pub kind: HopErrorKind,
     /// The response body (or the error text), for `knativeerrordata`.
     pub body: Bytes,
     /// A remote's `Retry-After`, already parsed.
     pub retry_after: Option<Duration>,
+}
+
+/// How a failed hop is handled: one of three, so a state that is neither
+/// retryable nor shed cannot be mistaken for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HopErrorKind {
+    /// Knative's delivery rules retry it (5xx, 404, 408, 409, 429, transport
+    /// errors, traps, timeouts); after the last attempt it is dead-lettered.
+    Retryable,
+    /// Retrying cannot help (other 4xx, an invalid event, `fatal`): straight
+    /// to the dead-letter sink.
+    Fatal,
     /// The host itself refused the call for overload (the step's places and
     /// queue were full): not retried here, not dead-lettered; the sender is
     /// answered 429 + `Retry-After` and retries, as Knative's senders do.
-    pub shed: bool,
+    Shed,
+}
+
+impl HopError {
+    /// Whether Knative's delivery rules retry it.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == HopErrorKind::Retryable
+    }
+
+    /// Whether the host shed it for overload (answered 429, never retried
+    /// or dead-lettered here).
+    pub fn is_shed(&self) -> bool {
+        self.kind == HopErrorKind::Shed
+    }
 }
 
 /// How a Sequence run ended successfully: the event is delivered or dropped
@@ -383,7 +408,7 @@ impl Dispatcher {
                         label: step.target.label(),
                     });
                 }
-                Err(error) if error.shed => {
+                Err(error) if error.is_shed() => {
                     return Err(ChainError::Step {
                         index,
                         label: step.target.label(),
@@ -609,10 +634,9 @@ impl Dispatcher {
                 .map_err(|e| HopError {
                     status: 400,
                     message: format!("{url} replied with an invalid event: {e}"),
-                    retryable: false,
+                    kind: HopErrorKind::Fatal,
                     body,
                     retry_after: None,
-                    shed: false,
                 }),
         }
     }
@@ -643,8 +667,8 @@ impl Dispatcher {
         inbound: &Inbound,
         prefer_reply: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes), HopError> {
-        let (ce_headers, body) =
-            event::to_http(event).map_err(|e| HopError::local(500, e.to_string(), false))?;
+        let (ce_headers, body) = event::to_http(event)
+            .map_err(|e| HopError::local(500, e.to_string(), HopErrorKind::Fatal))?;
         let mut request = Request::post(url.as_str())
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| transport(url, e))?;
@@ -708,7 +732,7 @@ where
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        if !error.retryable || error.shed || k >= delivery.retry {
+        if !error.is_retryable() || k >= delivery.retry {
             return Err(error);
         }
         k += 1;
@@ -764,24 +788,25 @@ fn status_error(url: &Url, status: StatusCode, headers: &HeaderMap, body: Bytes)
     HopError {
         status: status.as_u16(),
         message: format!("{url} answered {status}"),
-        retryable: is_retryable_status(status.as_u16()),
+        kind: match is_retryable_status(status.as_u16()) {
+            true => HopErrorKind::Retryable,
+            false => HopErrorKind::Fatal,
+        },
         retry_after: retry_after(status, headers),
         body,
-        shed: false,
     }
 }
 
 impl HopError {
     /// A failure without a remote response: its message is also the body
     /// reported in `knativeerrordata`.
-    fn local(status: u16, message: String, retryable: bool) -> Self {
+    fn local(status: u16, message: String, kind: HopErrorKind) -> Self {
         HopError {
             status,
             body: Bytes::from(message.clone().into_bytes()),
             message,
-            retryable,
+            kind,
             retry_after: None,
-            shed: false,
         }
     }
 
@@ -789,7 +814,6 @@ impl HopError {
     fn shed(label: &str, full: crate::registry::GateFull) -> Self {
         HopError {
             retry_after: Some(Duration::from_secs(1)),
-            shed: true,
             ..HopError::local(
                 429,
                 format!(
@@ -797,7 +821,7 @@ impl HopError {
                      (limits.concurrency, limits.maxQueue); retry later",
                     full.concurrency, full.max_queue
                 ),
-                true,
+                HopErrorKind::Shed,
             )
         }
     }
@@ -805,14 +829,14 @@ impl HopError {
 
 /// A transport failure (connect, reset, unreadable body): 500, retried.
 fn transport(url: &Url, error: impl std::fmt::Display) -> HopError {
-    HopError::local(500, format!("{url}: {error}"), true)
+    HopError::local(500, format!("{url}: {error}"), HopErrorKind::Retryable)
 }
 
 fn timed_out(limit: Duration) -> HopError {
     HopError::local(
         500,
         format!("attempt timed out after {limit:?} (delivery timeout)"),
-        true,
+        HopErrorKind::Retryable,
     )
 }
 
@@ -820,7 +844,10 @@ fn failure_to_hop(failure: StepFailure) -> HopError {
     HopError::local(
         failure.http_status(),
         failure.to_string(),
-        failure.is_retryable(),
+        match failure.is_retryable() {
+            true => HopErrorKind::Retryable,
+            false => HopErrorKind::Fatal,
+        },
     )
 }
 

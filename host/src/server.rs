@@ -436,7 +436,7 @@ async fn dispatch(
             tracing::warn!(sequence = %seq.name, event_id = %id, sink = %sink, error = %cause, "event dead-lettered");
             StatusCode::ACCEPTED.into_response()
         }
-        Err(chain) if chain.hop().shed => {
+        Err(chain) if chain.hop().is_shed() => {
             count("overloaded");
             tracing::debug!(sequence = %seq.name, event_id = %id, error = %chain, "shed");
             chain_response(seq, &chain)
@@ -462,10 +462,10 @@ impl Drop for InFlight<'_> {
 /// (Knative's channel ingress answers 500 to any dispatch failure). Nothing
 /// was acknowledged, so nothing is lost.
 fn chain_response(seq: &Sequence, chain: &ChainError) -> Response {
-    if chain.hop().shed {
+    if chain.hop().is_shed() {
         return overloaded(format!("sequence {:?}: {chain}", seq.name));
     }
-    let hint = if chain.hop().retryable {
+    let hint = if chain.hop().is_retryable() {
         ""
     } else {
         " (retrying cannot help this event; configure a deadLetterSink to keep it)"
@@ -477,10 +477,10 @@ fn chain_response(seq: &Sequence, chain: &ChainError) -> Response {
 }
 
 fn hop_response(hop: &HopError, message: String) -> Response {
-    if hop.shed {
+    if hop.is_shed() {
         return overloaded(message);
     }
-    let status = if hop.retryable {
+    let status = if hop.is_retryable() {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
