@@ -21,11 +21,11 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::app_state::{ApiError, AppState, api_error as fail, live, read_body};
 use crate::manifest::{TrafficSpec, check_traffic};
 use crate::registry::{
     Registry, StepVersion, Traffic, TrafficChange, WasmStep, digest, smoke_test,
 };
-use crate::server::{ApiError, AppState, api_error as fail, live};
 
 /// The `/admin` routes (mounted only when a token is configured).
 pub fn router() -> Router<Arc<AppState>> {
@@ -141,7 +141,7 @@ async fn upload(
             format!("version name {version:?}: letters, digits, '-', '_' or '.' only"),
         ));
     }
-    let bytes: Bytes = crate::server::read_body(
+    let bytes: Bytes = read_body(
         &state,
         body,
         state.max_component_bytes,

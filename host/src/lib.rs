@@ -4,13 +4,15 @@
 //! Data flows one way: [`manifest`] (parse + validate YAML) → [`registry`]
 //! (resolved steps and sequences) → [`runtime`] (wasmtime engine, compiled
 //! components, per-event instances) → [`sequence`] (chaining and delivery) →
-//! [`server`] (HTTP, behind the [`admission`] door). [`event`] converts CloudEvents between HTTP, the SDK and
+//! [`server`] (HTTP, behind the [`admission`] door; [`app_state`] is what its
+//! handlers and the [`admin`] API share). [`event`] converts CloudEvents between HTTP, the SDK and
 //! the WIT record a step sees.
 
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod admission;
+pub mod app_state;
 pub mod builtin;
 pub mod event;
 mod guest_log;

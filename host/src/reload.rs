@@ -20,12 +20,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::app_state::AppState;
 use crate::builtin::EmbeddedGuests;
 use crate::manifest::Manifest;
 use crate::metrics::labels;
 use crate::registry::{Registry, Resolver};
 use crate::runtime::Runtime;
-use crate::server::AppState;
 
 /// What a reload needs: the files, how to resolve and compile them.
 pub struct Reloader {
