@@ -15,7 +15,9 @@
 //! while accessing backend"), so a step could not tell its user *why*
 //! (too large, wrong type, not granted), and its host calls are synchronous,
 //! so every inference would block a tokio worker. The WIT is small enough to
-//! implement directly.
+//! implement directly. As in wasmtime's own wasi-nn, the host side sits on a
+//! view type ([`NnView`]) the embedder hands out of its store, never on the
+//! embedder's store type, so this module imports nothing of the runtime.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -31,7 +33,7 @@ use tract_onnx::prelude::{
 use tract_onnx::tract_hir::infer::{DimFact, GenericFactoid, ShapeFactoid};
 use wasmtime::component::Resource;
 
-use crate::runtime::StepState;
+use wasmtime::component::{HasData, ResourceTable};
 
 pub(crate) mod bindings {
     //! Host bindings generated from the vendored `wit/deps/wasi-nn`.
@@ -404,7 +406,7 @@ fn to_wasi(value: &TractTensor) -> Result<NnTensor, NnError> {
 
 /// The wasi:nn state of one store: its grant, the host bytes its tensors
 /// hold (capped), and the event's deadline.
-pub(crate) struct NnState {
+pub struct NnState {
     models: StepModels,
     tensor_bytes: usize,
     max_tensor_bytes: usize,
@@ -415,7 +417,7 @@ impl NnState {
     /// State for one store; tensors it creates may hold at most
     /// `max_tensor_bytes` of host memory at once (the step's memory limit:
     /// a guest never needs more host tensor bytes than its own memory).
-    pub(crate) fn new(models: StepModels, max_tensor_bytes: usize) -> Self {
+    pub fn new(models: StepModels, max_tensor_bytes: usize) -> Self {
         Self {
             models,
             tensor_bytes: 0,
@@ -425,14 +427,14 @@ impl NnState {
     }
 
     /// The event's deadline: inference still running then fails with `timeout`.
-    pub(crate) fn set_deadline(&mut self, deadline: Instant) {
+    pub fn set_deadline(&mut self, deadline: Instant) {
         self.deadline = Some(deadline);
     }
 }
 
 type NnResult<T> = wasmtime::Result<Result<T, Resource<NnError>>>;
 
-impl StepState {
+impl NnView<'_> {
     fn nn_fail<T>(&mut self, error: NnError) -> NnResult<T> {
         tracing::debug!(code = ?error.code, message = %error.message, "wasi-nn error");
         Ok(Err(self.table.push(error)?))
@@ -463,9 +465,9 @@ impl StepState {
     }
 }
 
-impl bindings::wasi::nn::tensor::Host for StepState {}
+impl bindings::wasi::nn::tensor::Host for NnView<'_> {}
 
-impl bindings::wasi::nn::tensor::HostTensor for StepState {
+impl bindings::wasi::nn::tensor::HostTensor for NnView<'_> {
     fn new(
         &mut self,
         dimensions: Vec<u32>,
@@ -498,7 +500,7 @@ impl bindings::wasi::nn::tensor::HostTensor for StepState {
     }
 }
 
-impl bindings::wasi::nn::graph::Host for StepState {
+impl bindings::wasi::nn::graph::Host for NnView<'_> {
     async fn load(
         &mut self,
         builders: Vec<Vec<u8>>,
@@ -559,7 +561,7 @@ impl bindings::wasi::nn::graph::Host for StepState {
     }
 }
 
-impl bindings::wasi::nn::graph::HostGraph for StepState {
+impl bindings::wasi::nn::graph::HostGraph for NnView<'_> {
     fn init_execution_context(
         &mut self,
         graph: Resource<NnGraph>,
@@ -574,9 +576,9 @@ impl bindings::wasi::nn::graph::HostGraph for StepState {
     }
 }
 
-impl bindings::wasi::nn::inference::Host for StepState {}
+impl bindings::wasi::nn::inference::Host for NnView<'_> {}
 
-impl bindings::wasi::nn::inference::HostGraphExecutionContext for StepState {
+impl bindings::wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
     async fn compute(
         &mut self,
         context: Resource<NnContext>,
@@ -688,9 +690,9 @@ impl bindings::wasi::nn::inference::HostGraphExecutionContext for StepState {
     }
 }
 
-impl bindings::wasi::nn::errors::Host for StepState {}
+impl bindings::wasi::nn::errors::Host for NnView<'_> {}
 
-impl bindings::wasi::nn::errors::HostError for StepState {
+impl bindings::wasi::nn::errors::HostError for NnView<'_> {
     fn code(&mut self, error: Resource<NnError>) -> wasmtime::Result<ErrorCode> {
         Ok(self.table.get(&error)?.code)
     }
@@ -705,9 +707,30 @@ impl bindings::wasi::nn::errors::HostError for StepState {
     }
 }
 
-/// Add the wasi:nn interfaces to the step linker.
-pub(crate) fn add_to_linker(
-    linker: &mut wasmtime::component::Linker<StepState>,
+/// What the wasi:nn host needs of a store: its resource table and its
+/// [`NnState`]. The embedder hands it out of its own store type (as
+/// wasmtime's `WasiNnView` does), so this module knows nothing of the
+/// runtime's store and imports nothing from it.
+pub struct NnView<'a> {
+    /// The store's resource table (tensors, graphs, contexts, errors).
+    pub table: &'a mut ResourceTable,
+    /// The store's wasi:nn state.
+    pub nn: &'a mut NnState,
+}
+
+/// The [`HasData`] marker that lets the generated bindings hand out an
+/// [`NnView`] borrowed from the store.
+struct HasNnView;
+
+impl HasData for HasNnView {
+    type Data<'a> = NnView<'a>;
+}
+
+/// Add the wasi:nn interfaces to a linker whose store data gives an
+/// [`NnView`] through `view`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    view: fn(&mut T) -> NnView<'_>,
 ) -> wasmtime::Result<()> {
-    bindings::Ml::add_to_linker::<_, wasmtime::component::HasSelf<StepState>>(linker, |s| s)
+    bindings::Ml::add_to_linker::<T, HasNnView>(linker, view)
 }

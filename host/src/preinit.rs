@@ -15,8 +15,6 @@ use wasmtime::Store;
 use wasmtime::component::{Component, Instance, Linker, WasmList};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
-use crate::runtime::StepState;
-
 /// The export a pre-initialisable component provides (wizer's default name).
 pub const INIT_FUNC: &str = "wizer-initialize";
 
@@ -30,10 +28,10 @@ pub fn wants_preinit(component: &Component) -> bool {
 /// guest's work) and return the snapshot: a new component whose instances
 /// start in the state the function left. CPU-heavy (two compilations,
 /// cached by the engine's compile cache): call it off the async reactor.
-pub fn preinitialize(
-    linker: &Linker<StepState>,
+pub fn preinitialize<T: Send + 'static>(
+    linker: &Linker<T>,
     bytes: &[u8],
-    new_store: impl FnOnce() -> Store<StepState>,
+    new_store: impl FnOnce() -> Store<T>,
 ) -> wasmtime::Result<Vec<u8>> {
     let mut wizer = Wizer::new();
     // Keep the export: wizer 48 removes it from the core module but not
@@ -55,19 +53,19 @@ pub fn preinitialize(
 
 /// What wizer needs to read an initialised instance: calls to the accessor
 /// functions its instrumentation exported.
-struct Snapshotting<'a> {
-    store: &'a mut Store<StepState>,
+struct Snapshotting<'a, T: 'static> {
+    store: &'a mut Store<T>,
     instance: Instance,
 }
 
-impl Snapshotting<'_> {
+impl<T: Send + 'static> Snapshotting<'_, T> {
     /// Call `instance#func` (an export wizer added) and hand its result to `use_it`.
-    async fn call<R, T>(
+    async fn call<R, U>(
         &mut self,
         instance: &str,
         func: &str,
-        use_it: impl FnOnce(&Store<StepState>, R) -> T,
-    ) -> T
+        use_it: impl FnOnce(&Store<T>, R) -> U,
+    ) -> U
     where
         R: wasmtime::component::Lift + wasmtime::component::ComponentType + Send + Sync + 'static,
     {
@@ -93,7 +91,7 @@ impl Snapshotting<'_> {
     }
 }
 
-impl ComponentInstanceState for Snapshotting<'_> {
+impl<T: Send + 'static> ComponentInstanceState for Snapshotting<'_, T> {
     async fn call_func_ret_list_u8(
         &mut self,
         instance: &str,

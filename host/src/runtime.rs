@@ -21,7 +21,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::guest_log::GuestLog;
-use crate::nn::{InferencePool, NnState, StepModels};
+use crate::nn::{InferencePool, NnState, NnView, StepModels};
 
 mod bindings {
     //! Host bindings generated from `wit/step.wit`.
@@ -335,7 +335,11 @@ impl Runtime {
         Step::add_to_linker::<_, HasSelf<StepState>>(&mut linker, |state| state)
             .map_err(RuntimeError::Engine)?;
         // wasi:nn for every step; what a step can load is its own grant.
-        crate::nn::add_to_linker(&mut linker).map_err(RuntimeError::Engine)?;
+        crate::nn::add_to_linker(&mut linker, |state: &mut StepState| NnView {
+            table: &mut state.table,
+            nn: &mut state.nn,
+        })
+        .map_err(RuntimeError::Engine)?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
             engine,
@@ -876,13 +880,13 @@ pub struct StepState {
     /// The (empty) WASI context: std's runtime needs WASI to start at all.
     wasi: WasiCtx,
     /// WASI (and wasi:nn) resource handles of this instance.
-    pub(crate) table: ResourceTable,
+    table: ResourceTable,
     /// Enforces the step's memory cap and remembers that it was hit.
     limiter: StepLimiter,
     /// The step's settings, answered by the `config` import.
     config: Arc<Vec<(String, String)>>,
     /// wasi:nn state: the step's model grant, tensor bytes, deadline.
-    pub(crate) nn: NnState,
+    nn: NnState,
 }
 
 impl WasiView for StepState {
