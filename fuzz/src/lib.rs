@@ -84,9 +84,9 @@ pub fn manifest(data: &[u8]) {
     }
     static SCHEMAS: OnceLock<KnativeSchemas> = OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| KnativeSchemas::load().expect("vendored CRDs load"));
-    // Stop at the first error: serde_yaml's iterator repeats it forever.
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let Ok(value) = serde_yaml::Value::deserialize(doc) else {
+    // Stop at the first error: the YAML document iterator repeats it forever.
+    for doc in yaml_serde::Deserializer::from_str(text) {
+        let Ok(value) = yaml_serde::Value::deserialize(doc) else {
             break;
         };
         let _ = schemas.validate(&value);

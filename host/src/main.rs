@@ -216,7 +216,7 @@ fn main() -> Result<()> {
 }
 
 fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
-    let max_memory = parse_quantity(&serde_yaml::Value::String(args.max_step_memory.clone()))
+    let max_memory = parse_quantity(&yaml_serde::Value::String(args.max_step_memory.clone()))
         .map_err(anyhow::Error::msg)
         .context("--max-step-memory")?;
     if args.max_instances == 0 {
@@ -228,7 +228,7 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
     let defaults = RuntimeConfig::default();
     let keep_resident = match &args.keep_resident {
         Some(given) => {
-            let bytes = parse_quantity(&serde_yaml::Value::String(given.clone()))
+            let bytes = parse_quantity(&yaml_serde::Value::String(given.clone()))
                 .map_err(anyhow::Error::msg)
                 .context("--keep-resident")?;
             if bytes > max_memory {
@@ -412,7 +412,7 @@ fn admission(args: &ServeArgs, queue_timeout: std::time::Duration) -> Result<Adm
 
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.log_format);
-    let max_event_bytes = parse_quantity(&serde_yaml::Value::String(args.max_event_bytes.clone()))
+    let max_event_bytes = parse_quantity(&yaml_serde::Value::String(args.max_event_bytes.clone()))
         .map_err(anyhow::Error::msg)
         .context("--max-event-bytes")?;
     let max_event_bytes = usize::try_from(max_event_bytes).unwrap_or(DEFAULT_MAX_EVENT_BYTES);
@@ -420,7 +420,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)
         .context("--drain-timeout")?;
     let max_component_bytes =
-        parse_quantity(&serde_yaml::Value::String(args.max_component_bytes.clone()))
+        parse_quantity(&yaml_serde::Value::String(args.max_component_bytes.clone()))
             .map_err(anyhow::Error::msg)
             .context("--max-component-bytes")?;
     let max_component_bytes = usize::try_from(max_component_bytes).unwrap_or(usize::MAX);
@@ -435,7 +435,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         bail!("--read-timeout must be greater than zero");
     }
     let max_header_bytes =
-        parse_quantity(&serde_yaml::Value::String(args.max_header_bytes.clone()))
+        parse_quantity(&yaml_serde::Value::String(args.max_header_bytes.clone()))
             .map_err(anyhow::Error::msg)
             .context("--max-header-bytes")?;
     if max_header_bytes < 8192 {

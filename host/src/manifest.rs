@@ -111,7 +111,7 @@ pub struct ObjectMeta {
     pub namespace: Option<String>,
     /// Anything else Kubernetes allows in metadata.
     #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml::Value>,
+    pub other: BTreeMap<String, yaml_serde::Value>,
 }
 
 /// A Knative Sequence, as `flows.knative.dev/v1` defines it.
@@ -128,7 +128,7 @@ pub struct SequenceDoc {
     pub spec: SequenceSpec,
     /// Written by Knative's controller; accepted and ignored.
     #[serde(default)]
-    pub status: Option<serde_yaml::Value>,
+    pub status: Option<yaml_serde::Value>,
     /// Where it was read from, for error messages.
     #[serde(skip)]
     pub at: Option<Location>,
@@ -249,7 +249,7 @@ pub struct ChannelSpec {
     pub delivery: Option<DeliverySpec>,
     /// Other channel settings (the CRD preserves unknown fields).
     #[serde(flatten)]
-    pub other: BTreeMap<String, serde_yaml::Value>,
+    pub other: BTreeMap<String, yaml_serde::Value>,
 }
 
 /// A Knative `DeliverySpec` (eventing duck v1).
@@ -339,7 +339,7 @@ pub struct WasmStepSpec {
     /// handle without failing before it goes live (at start, on reload, on
     /// an admin upload). Default: none.
     #[serde(default)]
-    pub smoke_event: Option<serde_yaml::Value>,
+    pub smoke_event: Option<yaml_serde::Value>,
     /// Automatic rollback of an admin traffic change whose new versions fail
     /// too often. Default: none.
     #[serde(default)]
@@ -428,7 +428,7 @@ pub enum ConfigValue {
     /// A string.
     Text(String),
     /// A number, passed as its YAML text.
-    Number(serde_yaml::Number),
+    Number(yaml_serde::Number),
     /// A boolean, passed as `true`/`false`.
     Bool(bool),
 }
@@ -449,13 +449,13 @@ impl fmt::Display for ConfigValue {
 pub struct LimitsSpec {
     /// Kubernetes quantity (`128Mi`, `1Gi`, `64M`, bytes).
     #[serde(default)]
-    pub memory: Option<serde_yaml::Value>,
+    pub memory: Option<yaml_serde::Value>,
     /// ISO-8601 duration (`PT5S`).
     #[serde(default)]
     pub timeout: Option<String>,
     /// Largest output event, a Kubernetes quantity.
     #[serde(default, rename = "maxOutput")]
-    pub max_output: Option<serde_yaml::Value>,
+    pub max_output: Option<yaml_serde::Value>,
     /// Calls of the step at once.
     #[serde(default)]
     pub concurrency: Option<u32>,
@@ -627,8 +627,8 @@ impl Manifest {
         lenient: bool,
     ) -> Result<Self, ManifestError> {
         let mut manifest = Manifest::default();
-        for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-            let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
+        for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+            let value = yaml_serde::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
                 origin: origin.to_string(),
                 message: e.to_string(),
             })?;
@@ -727,12 +727,12 @@ fn duplicate(kind: &str, name: &str, a: &Option<Location>, b: &Option<Location>)
     ))
 }
 
-fn str_field<'a>(value: &'a serde_yaml::Value, key: &str) -> Option<&'a str> {
+fn str_field<'a>(value: &'a yaml_serde::Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(|v| v.as_str())
 }
 
 /// Deserialize a document, reporting the failing field's path.
-fn typed<T: DeserializeOwned>(value: serde_yaml::Value, at: &Location) -> Result<T, ManifestError> {
+fn typed<T: DeserializeOwned>(value: yaml_serde::Value, at: &Location) -> Result<T, ManifestError> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." {
@@ -1083,7 +1083,7 @@ fn validate_wasm_step(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestEr
 
 /// A YAML map of structured-mode CloudEvent fields as an event, checked as
 /// an inbound event would be.
-fn smoke_event(value: &serde_yaml::Value) -> Result<cloudevents::Event, String> {
+fn smoke_event(value: &yaml_serde::Value) -> Result<cloudevents::Event, String> {
     let json = serde_json::to_vec(value).map_err(|e| e.to_string())?;
     let mut headers = http::HeaderMap::new();
     headers.insert(
@@ -1147,10 +1147,10 @@ pub fn check_traffic(
 /// when it names one of those kinds, so its YAML error is reported instead
 /// of the document being skipped.
 pub fn holds_stephost_documents(text: &str) -> bool {
-    // serde_yaml's document iterator yields the same error forever after a
+    // the YAML document iterator yields the same error forever after a
     // syntax error: stop at the first one (found by fuzzing: it hung).
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        match serde_yaml::Value::deserialize(doc) {
+    for doc in yaml_serde::Deserializer::from_str(text) {
+        match yaml_serde::Value::deserialize(doc) {
             Ok(v) => {
                 if matches!(
                     v.get("kind").and_then(|k| k.as_str()),
@@ -1179,10 +1179,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Parse a Kubernetes memory quantity (`128Mi`, `1Gi`, `500M`, `1048576`).
-pub fn parse_quantity(value: &serde_yaml::Value) -> Result<u64, String> {
+pub fn parse_quantity(value: &yaml_serde::Value) -> Result<u64, String> {
     let text = match value {
-        serde_yaml::Value::Number(n) => n.to_string(),
-        serde_yaml::Value::String(s) => s.trim().to_string(),
+        yaml_serde::Value::Number(n) => n.to_string(),
+        yaml_serde::Value::String(s) => s.trim().to_string(),
         other => return Err(format!("expected a quantity like 128Mi, got {other:?}")),
     };
     let split = text
@@ -1217,7 +1217,7 @@ mod tests {
 
     #[test]
     fn quantities_and_durations_parse() {
-        let q = |s: &str| parse_quantity(&serde_yaml::Value::String(s.into()));
+        let q = |s: &str| parse_quantity(&yaml_serde::Value::String(s.into()));
         assert_eq!(q("128Mi"), Ok(128 << 20));
         assert_eq!(q("1Gi"), Ok(1 << 30));
         assert_eq!(q("500M"), Ok(500_000_000));

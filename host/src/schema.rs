@@ -109,7 +109,7 @@ impl KnativeSchemas {
                 file: file.to_string(),
                 message,
             };
-            let crd: Value = serde_yaml::from_str(text).map_err(|e| err(e.to_string()))?;
+            let crd: Value = yaml_serde::from_str(text).map_err(|e| err(e.to_string()))?;
             let group = crd["spec"]["group"]
                 .as_str()
                 .ok_or_else(|| err("no spec.group".into()))?;
@@ -168,7 +168,7 @@ impl KnativeSchemas {
 
     /// Every violation of the document's schema (empty = valid); `None` when
     /// no schema is known for its apiVersion and kind.
-    pub fn validate(&self, doc: &serde_yaml::Value) -> Option<Vec<Violation>> {
+    pub fn validate(&self, doc: &yaml_serde::Value) -> Option<Vec<Violation>> {
         let api = doc.get("apiVersion")?.as_str()?;
         let kind = doc.get("kind")?.as_str()?;
         let validator = self.validators.get(&(api.to_string(), kind.to_string()))?;
@@ -247,8 +247,8 @@ fn check_text(
     checked: &mut Checked,
     nested: bool,
 ) -> Result<(), ManifestError> {
-    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let doc = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
+    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
+        let doc = yaml_serde::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
             origin: origin.to_string(),
             message: e.to_string(),
         })?;
@@ -408,7 +408,7 @@ mod tests {
 
     fn check(yaml: &str) -> Vec<String> {
         let schemas = KnativeSchemas::load().expect("schemas");
-        let doc: serde_yaml::Value = serde_yaml::from_str(yaml).expect("yaml");
+        let doc: yaml_serde::Value = yaml_serde::from_str(yaml).expect("yaml");
         schemas
             .validate(&doc)
             .expect("known kind")
@@ -420,9 +420,9 @@ mod tests {
     #[test]
     fn the_seed_sequence_is_valid() {
         let seed = include_str!("../../manifests/seed-sequence.yaml");
-        let doc = serde_yaml::Deserializer::from_str(seed)
+        let doc = yaml_serde::Deserializer::from_str(seed)
             .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-            .find(|d: &serde_yaml::Value| {
+            .find(|d: &yaml_serde::Value| {
                 d.get("kind").and_then(|k| k.as_str()) == Some("Sequence")
             })
             .expect("a Sequence");
