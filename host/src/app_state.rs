@@ -44,7 +44,8 @@ pub struct AppState {
     pub max_component_bytes: usize,
     /// The runtime, for compiling admin uploads (set once compiled).
     pub runtime: std::sync::OnceLock<Arc<crate::runtime::Runtime>>,
-    /// Serialises admin changes (each a read-modify-swap of the snapshot).
+    /// Serialises every swap of the live configuration after start: admin
+    /// changes (each a read-modify-swap of the snapshot) and manifest reloads.
     pub admin_lock: tokio::sync::Mutex<()>,
     /// Admission: events (Sequence runs and step calls) in progress at once.
     pub admission: Arc<Admission>,

@@ -84,6 +84,13 @@ impl Reloader {
                         took_ms = started.elapsed().as_millis() as u64,
                         "manifest changed: new configuration live"
                     );
+                    // Swaps are serialised with the admin API's: an upload
+                    // reads the live configuration, compiles for seconds and
+                    // then stores what it derived, so a reload stored in
+                    // between would be undone. Waiting here makes the
+                    // manifest (the source of truth) land last (test
+                    // reload::a_reload_during_an_admin_upload_is_kept).
+                    let _swap = state.admin_lock.lock().await;
                     state.live.store(Some(Arc::new(registry)));
                     if let Ok(mut e) = state.reload_error.lock() {
                         *e = None;

@@ -6,9 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use stephost::builtin::APPENDER;
+use stephost::builtin::{APPENDER, SENTIMENT};
 
-use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
+use crate::support::{Host, ce_headers, get, post, request, sequence, wasm_step};
 
 /// The manifest of an appender step `a` in Sequence `s`, adding `suffix`.
 fn manifest(suffix: &str) -> String {
@@ -213,4 +213,76 @@ async fn events_in_flight_during_swaps_all_succeed_on_one_configuration() {
         "every event ran on exactly one configuration"
     );
     assert!(a > 0 && b > 0, "events flowed on both sides of the swaps");
+}
+
+/// `bytes` with a custom section (id 0) named `name` appended: the same
+/// component under a new digest, so nothing is served from a compile cache.
+fn with_custom_section(mut bytes: Vec<u8>, name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                return;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    bytes.push(0);
+    leb128(body.len(), &mut bytes);
+    bytes.extend_from_slice(&body);
+    bytes
+}
+
+/// A manifest change that lands while an admin upload compiles is kept: the
+/// files stay the source of truth. (The upload read the live configuration,
+/// compiled for seconds, then stored what it derived from the old one, so
+/// the reload was silently undone.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_an_admin_upload_is_kept() {
+    const TOKEN: &str = "reload-race-token";
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("pipeline.yaml");
+    std::fs::write(&path, manifest("-A")).expect("write");
+    let host = Host::start_args_with_env(
+        &[
+            "--manifest",
+            path.to_str().expect("utf-8"),
+            "--watch-interval",
+            "PT0.05S",
+        ],
+        &[("STEPHOST_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    assert_eq!(answer(&host, "before").await, (200, "x-A".to_string()));
+    // A component that takes seconds to compile, never compiled before.
+    let nonce = format!("{:?}", std::time::SystemTime::now());
+    let big = with_custom_section(
+        std::fs::read(SENTIMENT).expect("built guest"),
+        "reload-race",
+        nonce.as_bytes(),
+    );
+    let upload = {
+        let url = format!("{}/admin/steps/a/versions/slow", host.url);
+        let auth = format!("Bearer {TOKEN}");
+        tokio::spawn(async move { request("PUT", &url, &[("authorization", &auth)], big).await })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !upload.is_finished(),
+        "the upload should still be compiling"
+    );
+    std::fs::write(&path, manifest("-B")).expect("write");
+    let uploaded = upload.await.expect("join");
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text());
+    until_answer(&host, "x-A", "x-B").await;
+    // Settled, and it stays so: the manifest's change is not undone. (Had the
+    // reload landed before the upload read the configuration, the upload
+    // would rightly add its version on top of it; either way `-B` stays.)
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(answer(&host, "after").await, (200, "x-B".to_string()));
 }

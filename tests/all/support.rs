@@ -53,6 +53,11 @@ impl Host {
         Self::spawn(tempfile::tempdir().expect("temp dir"), args, &[]).await
     }
 
+    /// [`Host::start_args`] with extra environment variables.
+    pub async fn start_args_with_env(args: &[&str], env: &[(&str, &str)]) -> Host {
+        Self::spawn(tempfile::tempdir().expect("temp dir"), args, env).await
+    }
+
     /// Serve with no manifest: the built-in default Sequence.
     pub async fn start_default(env: &[(&str, &str)]) -> Host {
         Self::spawn(tempfile::tempdir().expect("temp dir"), &[], env).await
