@@ -95,7 +95,9 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
                 return Err(EventError::UnknownSpecVersion(version.to_string()));
             }
             // One value per attribute: the SDK would silently keep one of
-            // several (found by fuzzing: the checks below saw another).
+            // several, not necessarily the one the checks below saw (guarded
+            // by fuzz/regressions, replayed in test
+            // `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
             for name in headers.keys() {
                 if name.as_str().starts_with("ce-") && headers.get_all(name).iter().nth(1).is_some()
                 {
@@ -138,7 +140,8 @@ fn validate(event: &Event) -> Result<(), EventError> {
         return Err(EventError::MissingAttribute("type"));
     }
     // A URI-reference is ASCII (RFC 3986); the SDK accepts more, which
-    // binary mode cannot carry (found by fuzzing).
+    // binary mode cannot carry (fuzz/regressions, test
+    // `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
     if !event.source().bytes().all(|b| (0x21..=0x7e).contains(&b)) {
         return Err(EventError::Invalid(
             "attribute `source` is not a URI-reference: it has spaces or characters outside \
@@ -147,7 +150,8 @@ fn validate(event: &Event) -> Result<(), EventError> {
         ));
     }
     // A media type is ASCII (RFC 6838), and binary mode sends it as the
-    // Content-Type header (found by fuzzing: a non-ASCII one could not be read back).
+    // Content-Type header, where a non-ASCII one cannot be read back
+    // (fuzz/regressions, test `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
     if let Some(media) = event.datacontenttype()
         && !media.bytes().all(|b| (0x20..=0x7e).contains(&b))
     {
@@ -159,7 +163,7 @@ fn validate(event: &Event) -> Result<(), EventError> {
     }
     // The url crate's parse is not always idempotent (IDNA): a dataschema
     // must read back as written, or the next hop refuses what the host
-    // wrote (found by fuzzing).
+    // wrote (fuzz/regressions, test `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
     if let Some(schema) = event.dataschema()
         && let Err(e) = url::Url::parse(schema.as_str())
     {
@@ -256,8 +260,9 @@ fn encode_text_attributes(event: &mut Event) {
 }
 
 /// CloudEvents HTTP binding §3.1.3.2: space, `"`, `%` and every byte outside
-/// printable ASCII are percent-encoded in header values (so UTF-8 text
-/// survives binary mode; found by fuzzing: it did not).
+/// printable ASCII are percent-encoded in header values, so UTF-8 text
+/// survives binary mode (fuzz/regressions, test
+/// `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
 fn percent_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {

@@ -1147,8 +1147,10 @@ pub fn check_traffic(
 /// when it names one of those kinds, so its YAML error is reported instead
 /// of the document being skipped.
 pub fn holds_stephost_documents(text: &str) -> bool {
-    // the YAML document iterator yields the same error forever after a
-    // syntax error: stop at the first one (found by fuzzing: it hung).
+    // The YAML document iterator yields the same error forever after a
+    // syntax error: stop at the first one, or this loops without end
+    // (fuzz/regressions/manifest, test
+    // `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
     for doc in yaml_serde::Deserializer::from_str(text) {
         match yaml_serde::Value::deserialize(doc) {
             Ok(v) => {

@@ -51,10 +51,9 @@ pub const GUEST_LOG_CAPACITY: usize = 16 * 1024;
 /// Default of [`RuntimeConfig::keep_resident`] without `PAGEMAP_SCAN`, when
 /// the first bytes of a slot are reset by memset whether touched or not.
 /// 64 KiB covers the pages a small step touches per event (shadow stack top,
-/// heap start, data), so they are reused warm; measured by the
-/// `step_overhead` benchmark in one run (bench/RESULTS.md): 0 → 26.8 µs,
-/// 32–64 KiB → 21.3 µs, 256 KiB → 23.9 µs, 1 MiB → 35.8 µs per trivial event
-/// (the memset outweighs the saved faults).
+/// heap start, data), so they are reused warm; more only adds memset that
+/// outweighs the saved faults (chosen with the `step_overhead` benchmark;
+/// figures in bench/RESULTS.md).
 pub const DEFAULT_KEEP_RESIDENT: usize = 64 << 10;
 
 /// Default of [`RuntimeConfig::keep_resident`] with `PAGEMAP_SCAN`, which
