@@ -218,6 +218,16 @@ pub enum HopErrorKind {
     Shed,
 }
 
+impl HopErrorKind {
+    /// `Retryable` when retrying may help, else `Fatal`.
+    fn retryable_if(retryable: bool) -> Self {
+        match retryable {
+            true => HopErrorKind::Retryable,
+            false => HopErrorKind::Fatal,
+        }
+    }
+}
+
 impl HopError {
     /// Whether Knative's delivery rules retry it.
     pub fn is_retryable(&self) -> bool {
@@ -788,10 +798,7 @@ fn status_error(url: &Url, status: StatusCode, headers: &HeaderMap, body: Bytes)
     HopError {
         status: status.as_u16(),
         message: format!("{url} answered {status}"),
-        kind: match is_retryable_status(status.as_u16()) {
-            true => HopErrorKind::Retryable,
-            false => HopErrorKind::Fatal,
-        },
+        kind: HopErrorKind::retryable_if(is_retryable_status(status.as_u16())),
         retry_after: retry_after(status, headers),
         body,
     }
@@ -844,10 +851,7 @@ fn failure_to_hop(failure: StepFailure) -> HopError {
     HopError::local(
         failure.http_status(),
         failure.to_string(),
-        match failure.is_retryable() {
-            true => HopErrorKind::Retryable,
-            false => HopErrorKind::Fatal,
-        },
+        HopErrorKind::retryable_if(failure.is_retryable()),
     )
 }
 
