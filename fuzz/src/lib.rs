@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use serde::Deserialize as _;
 use stephost::manifest::Manifest;
-use stephost::schema::KnativeSchemas;
+use stephost::manifest::schema::KnativeSchemas;
 
 /// Binary mode: `name: value` header lines up to a blank line, then the body.
 pub fn cloudevent_binary(data: &[u8]) {
@@ -50,8 +50,8 @@ fn round_trip(headers: &http::HeaderMap, body: Vec<u8>) {
     let Ok(event) = stephost::event::from_http(headers, body) else {
         return;
     };
-    let wit = stephost::event::to_wit(&event);
-    let back = stephost::event::from_wit(wit)
+    let wit = stephost::runtime::guest_event::to_wit(&event);
+    let back = stephost::runtime::guest_event::from_wit(wit)
         .unwrap_or_else(|e| panic!("an accepted event does not come back from WIT: {e}"));
     let (out_headers, out_body) = stephost::event::to_http(back)
         .unwrap_or_else(|e| panic!("an accepted event cannot be written: {e}"));
@@ -75,8 +75,9 @@ pub fn manifest(data: &[u8]) {
         let Ok(manifest) = parsed else { continue };
         for step in &manifest.wasm_steps {
             let _ = step.limits();
-            let _ = step.versions();
-            let _ = step.traffic();
+            let versions = step.versions();
+            let names: Vec<&str> = versions.iter().map(|(n, _)| n.as_str()).collect();
+            let _ = stephost::registry::Traffic::from_specs(&step.spec.traffic, &names);
             let _ = step.models();
             let _ = step.smoke_event();
             let _ = step.config_pairs();

@@ -16,11 +16,12 @@ use std::time::{Duration, Instant};
 
 use cloudevents::{EventBuilder, EventBuilderV10};
 use criterion::{Criterion, criterion_group, criterion_main};
-use stephost::builtin::{EmbeddedGuests, SENTIMENT_TRACT};
-use stephost::event;
-use stephost::nn::{DEFAULT_MAX_INPUT_ELEMENTS, InferencePool, StepModels, load_onnx};
+use stephost::app::builtin::{EmbeddedGuests, SENTIMENT_TRACT};
 use stephost::registry::Builtins;
-use stephost::runtime::{Runtime, RuntimeConfig, StepLimits};
+use stephost::runtime::guest_event as event;
+use stephost::runtime::nn::{DEFAULT_MAX_INPUT_ELEMENTS, InferencePool, StepModels, load_onnx};
+use stephost::runtime::{Runtime, RuntimeConfig};
+use stephost::step_limits::StepLimits;
 
 /// A typical review: 31 tokens with [CLS]/[SEP].
 const REVIEW: &str = "I bought this for my daughter and honestly the plot was thin, \

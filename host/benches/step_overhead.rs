@@ -13,9 +13,10 @@ use std::path::Path;
 
 use cloudevents::{EventBuilder, EventBuilderV10};
 use criterion::{Criterion, criterion_group, criterion_main};
-use stephost::builtin::{APPENDER, DROPPER};
-use stephost::event;
-use stephost::runtime::{DEFAULT_KEEP_RESIDENT, Runtime, RuntimeConfig, StepLimits};
+use stephost::app::builtin::{APPENDER, DROPPER};
+use stephost::runtime::guest_event as event;
+use stephost::runtime::{DEFAULT_KEEP_RESIDENT, Runtime, RuntimeConfig};
+use stephost::step_limits::StepLimits;
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()

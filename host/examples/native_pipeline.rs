@@ -79,7 +79,7 @@ impl Pipeline {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let model = stephost::builtin::EmbeddedGuests
+    let model = stephost::app::builtin::EmbeddedGuests
         .model("sentiment")
         .ok_or_else(|| anyhow::anyhow!("no embedded sentiment model"))?;
     let pipeline = Arc::new(Pipeline {

@@ -1,29 +1,33 @@
 //! stephost: runs the steps of a Knative Sequence as sandboxed WebAssembly
 //! components inside one service, with the Sequence's event semantics.
 //!
-//! Data flows one way: [`manifest`] (parse + validate YAML) → [`registry`]
-//! (resolved steps and sequences) → [`runtime`] (wasmtime engine, compiled
-//! components, per-event instances) → [`sequence`] (chaining and delivery) →
-//! [`server`] (HTTP, behind the [`admission`] door; [`app_state`] is what its
-//! handlers and the [`admin`] API share). [`event`] converts CloudEvents between HTTP, the SDK and
-//! the WIT record a step sees.
+//! The modules are floors; imports only point down:
+//!
+//! ```text
+//! app        boot, manifest reloads, automatic rollback, built-in guests
+//! server     HTTP: ingress, step endpoints, admin API, health, metrics
+//! sequence   the dispatcher: steps in turn, delivery (retry, reply, dead letter)
+//! registry   manifest + runtime → the immutable live configuration
+//! manifest   YAML → typed, validated documents    runtime   wasmtime only
+//! event  metrics  otlp  admission  step_limits    (no wasmtime, no YAML)
+//! ```
+//!
+//! An event enters through [`server`] behind the [`admission`] door, takes
+//! one [`registry::Registry`] snapshot, runs through [`sequence`]'s
+//! dispatcher, whose Wasm steps run in [`runtime`]; [`event`] reads and
+//! writes it as a CloudEvent on the way in and out. The test
+//! `layout::imports_point_down_the_floors` keeps the floors honest.
 
 #![deny(missing_docs)]
 
-pub mod admin;
 pub mod admission;
-pub mod app_state;
-pub mod builtin;
+pub mod app;
 pub mod event;
-mod guest_log;
 pub mod manifest;
 pub mod metrics;
-pub mod nn;
 pub mod otlp;
-pub mod preinit;
 pub mod registry;
-pub mod reload;
 pub mod runtime;
-pub mod schema;
 pub mod sequence;
 pub mod server;
+pub mod step_limits;

@@ -1,19 +1,20 @@
-//! The `stephost` binary: parses flags and wires manifest → registry →
-//! runtime → server. All behaviour lives in the library.
+//! The `stephost` binary: flags only. It turns `serve` and `validate`
+//! flags into the library's settings and calls [`stephost::app::serve`];
+//! all behaviour lives in the library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use stephost::admission::{Admission, AdmissionLimits};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use stephost::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
+use stephost::admission::{Admission, AdmissionLimits};
+use stephost::app::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
+use stephost::app::{self, ServeConfig};
+use stephost::manifest::schema::{self, KnativeSchemas};
 use stephost::manifest::{Manifest, parse_duration, parse_quantity};
 use stephost::registry::{Registry, Resolver};
-use stephost::reload::Reloader;
 use stephost::runtime::{Runtime, RuntimeConfig};
-use stephost::schema::{self, KnativeSchemas};
 use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
 
 #[derive(Parser)]
@@ -452,75 +453,30 @@ fn serve(args: ServeArgs) -> Result<()> {
     let watch_interval = parse_duration(&args.watch_interval)
         .map_err(anyhow::Error::msg)
         .context("--watch-interval")?;
-    let manifest = load_manifest(&args.manifests)?;
-    let resolver = resolver(&args.resolve)?;
-    let reload_resolver = crate::resolver(&args.resolve)?;
-    let watched = args.manifests.clone();
-    let runtime = Arc::new(Runtime::new(runtime_config(&args.engine)?)?);
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    tokio.block_on(async move {
-        let state = Arc::new(
-            AppState::new(max_event_bytes)
-                .with_versions_extension(!args.no_versions_extension)
-                .with_otlp(stephost::otlp::Exporter::from_env())
-                .with_admission(admission)
-                .with_read_timeout(read_timeout)
-                .with_admin_token(std::env::var("STEPHOST_ADMIN_TOKEN").ok(), max_component_bytes),
-        );
-        let addr = SocketAddr::new(args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let local = listener.local_addr().context("listener address")?;
-        tracing::info!(
-            address = %local,
-            k_service = std::env::var("K_SERVICE").unwrap_or_default(),
-            k_configuration = std::env::var("K_CONFIGURATION").unwrap_or_default(),
-            k_revision = std::env::var("K_REVISION").unwrap_or_default(),
-            "stephost listening"
-        );
-        println!("stephost listening on http://{local}");
-
-        // Compile off the reactor; the port answers /healthz meanwhile and
-        // /readyz turns 200 once every component is compiled.
-        let compile_state = state.clone();
-        let build_runtime = runtime.clone();
-        let compiled = tokio::task::spawn_blocking(move || {
-            Registry::build(&manifest, &build_runtime, &resolver, &EmbeddedGuests)
-        });
-        let serving = tokio::spawn(server::serve(
-            listener,
-            state,
-            drain_timeout,
-            connection_limits,
-        ));
-        let registry = compiled.await.context("compile task")??;
-        for seq in registry.sequences.values() {
-            let steps: Vec<String> = seq.steps.iter().map(|s| s.target.label()).collect();
-            tracing::info!(
-                sequence = %seq.name,
-                steps = ?steps,
-                reply = seq.reply.as_ref().map(|u| u.to_string()).unwrap_or_else(|| "(none: returned to sender)".into()),
-                "sequence ready"
-            );
-        }
-        compile_state.live.store(Some(Arc::new(registry)));
-        let _ = compile_state.runtime.set(runtime.clone());
-        tokio::spawn(stephost::admin::rollback_watchdog(compile_state.clone()));
-        tracing::info!("ready");
-        if !watched.is_empty() && !watch_interval.is_zero() {
-            let reloader = Reloader {
-                files: watched,
-                runtime: runtime.clone(),
-                resolver: reload_resolver,
-                interval: watch_interval,
-            };
-            tokio::spawn(reloader.run(compile_state));
-        }
-        serving.await.context("server task")??;
-        drop(runtime);
-        Ok(())
-    })
+    // The OTLP exporter spawns its sender task: build the state inside the runtime.
+    let _inside = tokio.enter();
+    let config = ServeConfig {
+        manifest: load_manifest(&args.manifests)?,
+        watched: args.manifests.clone(),
+        watch_interval,
+        runtime: Arc::new(Runtime::new(runtime_config(&args.engine)?)?),
+        resolver: resolver(&args.resolve)?,
+        state: AppState::new(max_event_bytes)
+            .with_versions_extension(!args.no_versions_extension)
+            .with_otlp(stephost::otlp::Exporter::from_env())
+            .with_admission(admission)
+            .with_read_timeout(read_timeout)
+            .with_admin_token(
+                std::env::var("STEPHOST_ADMIN_TOKEN").ok(),
+                max_component_bytes,
+            ),
+        addr: SocketAddr::new(args.host, args.port),
+        drain_timeout,
+        connection_limits,
+    };
+    tokio.block_on(app::serve(config))?;
+    Ok(())
 }
 
 fn init_logging(format: &str) {

@@ -100,7 +100,7 @@ impl Metrics {
         registry.register(
             "step_instantiate_seconds",
             "Time to instantiate a step (fresh store and instance), all steps",
-            crate::runtime::instantiate_seconds().clone(),
+            instantiate_seconds().clone(),
         );
         registry.register(
             "manifest_reloads",
@@ -191,4 +191,16 @@ impl Metrics {
         }
         text
     }
+}
+
+/// Time to instantiate a step (fresh store + instance), host-wide: the
+/// per-event price of the sandbox. Registered in `/metrics` by `Metrics`.
+pub fn instantiate_seconds() -> &'static prometheus_client::metrics::histogram::Histogram {
+    static HISTOGRAM: std::sync::OnceLock<prometheus_client::metrics::histogram::Histogram> =
+        std::sync::OnceLock::new();
+    HISTOGRAM.get_or_init(|| {
+        prometheus_client::metrics::histogram::Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(0.000_005, 2.0, 16),
+        )
+    })
 }

@@ -2,7 +2,7 @@
 //! version, shift traffic to it, roll back — live, while events keep
 //! succeeding — and a bad upload changes nothing.
 
-use stephost::builtin::{APPENDER, DROPPER, FAULTY};
+use stephost::app::builtin::{APPENDER, DROPPER, FAULTY};
 
 use crate::support::{Host, ce_headers, post, request, sequence, two_versions, wasm_step};
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use stephost::builtin::{APPENDER, FAULTY};
+use stephost::app::builtin::{APPENDER, FAULTY};
 
 use crate::support::{
     Host, Sink, ce_headers, echo_appending, get, post, request, review_headers, sequence,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use stephost::builtin::{APPENDER, DROPPER};
+use stephost::app::builtin::{APPENDER, DROPPER};
 
 use crate::support::{Host, Sink, ce_headers, post, sequence, wasm_step};
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use base64::Engine as _;
-use stephost::builtin::{APPENDER, FAULTY};
+use stephost::app::builtin::{APPENDER, FAULTY};
 
 use crate::support::{
     Host, Sink, ce_headers, echo_appending, post, sequence, sequence_with_delivery, wasm_step,

@@ -1,6 +1,6 @@
 //! Bad events get a clear 4xx with a JSON error body; good ones are unharmed.
 
-use stephost::builtin::APPENDER;
+use stephost::app::builtin::APPENDER;
 
 use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
 

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use stephost::builtin::{APPENDER, FAULTY};
+use stephost::app::builtin::{APPENDER, FAULTY};
 
 use crate::support::{Host, ce_headers, post, sequence, wasm_step};
 

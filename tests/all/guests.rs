@@ -2,7 +2,7 @@
 //! (`POST /steps/{name}`), which answers like a Knative subscriber.
 
 use crate::support::{Host, ce_headers, post, wasm_step};
-use stephost::builtin;
+use stephost::app::builtin;
 
 async fn host_for(name: &str, component: &str, config: &[(&str, &str)]) -> Host {
     Host::start(&wasm_step(name, component, config, ""), &[]).await

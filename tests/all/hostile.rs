@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use stephost::builtin::APPENDER;
+use stephost::app::builtin::APPENDER;
 
 use crate::support::{Host, ce_headers, post, sequence, wasm_step};
 

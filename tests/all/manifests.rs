@@ -1,7 +1,7 @@
 //! Manifests: the seed loads as written; every kind of bad manifest is
 //! refused with an error that names the document and the field.
 
-use stephost::builtin::APPENDER;
+use stephost::app::builtin::APPENDER;
 
 use crate::support::{run_to_end, sequence, serve_expect_refusal, wasm_step};
 
@@ -193,7 +193,7 @@ fn yaml_errors_unknown_kinds_and_duplicates_are_refused() {
 fn a_component_that_cannot_instantiate_under_its_limits_is_refused() {
     let manifest = wasm_step(
         "big",
-        stephost::builtin::SENTIMENT_TRACT,
+        stephost::app::builtin::SENTIMENT_TRACT,
         &[],
         "{memory: 16Mi}",
     );

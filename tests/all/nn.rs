@@ -4,7 +4,7 @@
 //! guest hoarding host tensor memory is stopped — each time the next event is
 //! served normally.
 
-use stephost::builtin;
+use stephost::app::builtin;
 
 use crate::support::{Host, ce_headers, post, wasm_step};
 

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use stephost::builtin::{APPENDER, DROPPER};
+use stephost::app::builtin::{APPENDER, DROPPER};
 
 use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
 

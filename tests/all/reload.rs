@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use stephost::builtin::{APPENDER, SENTIMENT};
+use stephost::app::builtin::{APPENDER, SENTIMENT};
 
 use crate::support::{Host, ce_headers, get, post, request, sequence, wasm_step};
 

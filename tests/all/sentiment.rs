@@ -22,7 +22,7 @@ fn model_path() -> String {
 
 /// A WasmStep running the sentiment guest with `models` YAML (flow style).
 fn sentiment_step(name: &str, config: &[(&str, &str)], models: Option<&str>) -> String {
-    let mut doc = wasm_step(name, stephost::builtin::SENTIMENT, config, "");
+    let mut doc = wasm_step(name, stephost::app::builtin::SENTIMENT, config, "");
     if let Some(models) = models {
         doc.push_str(&format!("  models: {models}\n"));
     }

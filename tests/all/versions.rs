@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use stephost::builtin::{APPENDER, DROPPER};
+use stephost::app::builtin::{APPENDER, DROPPER};
 
 use crate::support::{Host, ce_headers, post, run_to_end, sequence, two_versions};
 

@@ -1,6 +1,7 @@
 //! The admin API under `/admin`: inspect steps, upload a new version of a
 //! step's component, change its traffic split, roll back — all live, each
-//! change an atomic swap of the configuration snapshot (see `reload`).
+//! change an atomic swap of the configuration snapshot through
+//! [`crate::registry::LiveConfig`].
 //!
 //! Off unless `STEPHOST_ADMIN_TOKEN` is set; every call then needs
 //! `Authorization: Bearer <token>`, compared in constant time (401 otherwise).
@@ -21,10 +22,11 @@ use axum::routing::{get, post, put};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::app_state::{ApiError, AppState, api_error as fail, live, read_body};
-use crate::manifest::{TrafficSpec, check_traffic};
+use super::error::{ApiError, api_error as fail, read_body, ready};
+use super::state::AppState;
+use crate::manifest::{TrafficSpec, check_traffic, check_version_name};
 use crate::registry::{
-    Registry, StepVersion, Traffic, TrafficChange, WasmStep, digest, smoke_test,
+    Change, Registry, StepVersion, Traffic, TrafficChange, WasmStep, component_digest, go_live,
 };
 
 /// The `/admin` routes (mounted only when a token is configured).
@@ -108,15 +110,15 @@ async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let registry = live(&state)?;
+    let registry = ready(state.live.current())?;
     let steps: Vec<_> = registry.steps.values().map(|s| describe(s)).collect();
     Ok(axum::Json(json!({ "steps": steps })).into_response())
 }
 
-/// Swap in `registry` with `step` replaced; the caller holds the admin lock.
-fn publish(state: &AppState, registry: &Registry, step: WasmStep) -> serde_json::Value {
+/// Make `registry` with `step` replaced live; answers the step as it is now.
+fn publish(change: &Change<'_>, registry: &Registry, step: WasmStep) -> serde_json::Value {
     let described = describe(&step);
-    state.live.store(Some(Arc::new(registry.with_step(step))));
+    change.replace_step(registry, step);
     described
 }
 
@@ -131,16 +133,8 @@ async fn upload(
     body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    if version.is_empty()
-        || !version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-    {
-        return Err(fail(
-            StatusCode::BAD_REQUEST,
-            format!("version name {version:?}: letters, digits, '-', '_' or '.' only"),
-        ));
-    }
+    check_version_name(&version)
+        .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("version name {e}")))?;
     let bytes: Bytes = read_body(
         &state,
         body,
@@ -153,40 +147,30 @@ async fn upload(
         .get()
         .cloned()
         .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "not ready yet"))?;
-    let _guard = state.admin_lock.lock().await;
-    let registry = live(&state)?;
+    let change = state.live.change().await;
+    let registry = ready(change.current())?;
     let step = step_of(&registry, &step_name)?;
     let template = step.versions[0].component.clone();
     let origin = format!("admin upload {step_name}/{version}");
     let compile_bytes = bytes.clone();
-    let compiled =
-        tokio::task::spawn_blocking(move || template.sibling(&runtime, &origin, &compile_bytes))
-            .await
-            .map_err(|e| {
-                fail(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("compile task: {e}"),
-                )
-            })?
-            .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
-    compiled.check_instantiates().await.map_err(|e| {
+    let compiled = tokio::task::spawn_blocking(move || {
+        template.compile_new_version(&runtime, &origin, &compile_bytes)
+    })
+    .await
+    .map_err(|e| {
         fail(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("version {version:?} cannot be instantiated: {e}"),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("compile task: {e}"),
         )
-    })?;
-    if let Some(event) = &step.smoke_event {
-        smoke_test(&compiled, event).await.map_err(|e| {
-            fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("version {version:?} failed the step's smoke event: {e}"),
-            )
-        })?;
-    }
+    })?
+    .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    go_live(&compiled, step.smoke_event.as_deref())
+        .await
+        .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.describe(&version)))?;
     let new_version = StepVersion {
         name: version.clone(),
         component: compiled,
-        digest: digest(&bytes),
+        digest: component_digest(&bytes),
         stats: Arc::default(),
     };
     let mut updated = (*step).clone();
@@ -194,8 +178,8 @@ async fn upload(
         Some(i) => updated.versions[i] = new_version,
         None => updated.versions.push(new_version),
     }
-    tracing::info!(step = %step_name, %version, digest = %digest(&bytes), "admin: version uploaded");
-    Ok(axum::Json(publish(&state, &registry, updated)).into_response())
+    tracing::info!(step = %step_name, %version, digest = %component_digest(&bytes), "admin: version uploaded");
+    Ok(axum::Json(publish(&change, &registry, updated)).into_response())
 }
 
 /// Body of `PUT /admin/steps/{step}/traffic`.
@@ -217,25 +201,14 @@ async fn set_traffic(
     authorize(&state, &headers)?;
     let body: TrafficBody = serde_json::from_slice(&body)
         .map_err(|e| fail(StatusCode::BAD_REQUEST, format!("traffic JSON: {e}")))?;
-    let _guard = state.admin_lock.lock().await;
-    let registry = live(&state)?;
+    let change = state.live.change().await;
+    let registry = ready(change.current())?;
     let step = step_of(&registry, &step_name)?;
     let names: BTreeSet<&str> = step.versions.iter().map(|v| v.name.as_str()).collect();
     check_traffic(&body.traffic, &names)
         .map_err(|(field, message)| fail(StatusCode::BAD_REQUEST, format!("{field}: {message}")))?;
-    let traffic = body
-        .traffic
-        .iter()
-        .map(|t| Traffic {
-            version: step
-                .versions
-                .iter()
-                .position(|v| v.name == t.version)
-                .unwrap_or(0),
-            percent: t.percent,
-            tag: t.tag.clone(),
-        })
-        .collect();
+    let version_names: Vec<&str> = step.versions.iter().map(|v| v.name.as_str()).collect();
+    let traffic = Traffic::from_specs(&body.traffic, &version_names);
     let updated = WasmStep {
         traffic,
         previous_traffic: step.traffic.clone(),
@@ -246,7 +219,7 @@ async fn set_traffic(
         ..(*step).clone()
     };
     tracing::info!(step = %step_name, "admin: traffic changed");
-    Ok(axum::Json(publish(&state, &registry, updated)).into_response())
+    Ok(axum::Json(publish(&change, &registry, updated)).into_response())
 }
 
 /// `POST /admin/steps/{step}/rollback`: back to the split before the last
@@ -257,8 +230,8 @@ async fn rollback(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
-    let _guard = state.admin_lock.lock().await;
-    let registry = live(&state)?;
+    let change = state.live.change().await;
+    let registry = ready(change.current())?;
     let step = step_of(&registry, &step_name)?;
     if step.previous_traffic.is_empty() {
         return Err(fail(
@@ -267,61 +240,7 @@ async fn rollback(
         ));
     }
     tracing::warn!(step = %step_name, "admin: rolled back");
-    Ok(axum::Json(publish(&state, &registry, rolled_back(&step))).into_response())
-}
-
-/// `step` with its previous traffic restored (and the current one kept as
-/// the previous, so a rollback can itself be undone).
-fn rolled_back(step: &WasmStep) -> WasmStep {
-    WasmStep {
-        traffic: step.previous_traffic.clone(),
-        previous_traffic: step.traffic.clone(),
-        changed: None,
-        ..step.clone()
-    }
-}
-
-/// Watch every step with a `rollback` policy once a second; when a version
-/// that just gained traffic fails too often, restore the previous split
-/// (logged, counted in `stephost_auto_rollbacks_total{step}`).
-pub async fn rollback_watchdog(state: Arc<AppState>) {
-    loop {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        let Some(registry) = state.live.load_full() else {
-            continue;
-        };
-        let due: Vec<String> = registry
-            .steps
-            .values()
-            .filter(|s| s.rollback_due().is_some())
-            .map(|s| s.name.clone())
-            .collect();
-        for name in due {
-            let _guard = state.admin_lock.lock().await;
-            // Re-check on the live snapshot under the lock.
-            let Some(registry) = state.live.load_full() else {
-                continue;
-            };
-            let Some(step) = registry.steps.get(&name).cloned() else {
-                continue;
-            };
-            let Some((version, rate)) = step.rollback_due() else {
-                continue;
-            };
-            tracing::warn!(
-                step = %name,
-                %version,
-                error_rate = rate,
-                "automatic rollback: a version that gained traffic fails too often"
-            );
-            publish(&state, &registry, rolled_back(&step));
-            state
-                .metrics
-                .auto_rollbacks
-                .get_or_create(&crate::metrics::labels(&[("step", &name)]))
-                .inc();
-        }
-    }
+    Ok(axum::Json(publish(&change, &registry, step.rolled_back())).into_response())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
 /// The default manifest `stephost serve` runs without `--manifest`: the seed's
 /// Sequence (content filter → sentiment) bound to the built-in guests.
-pub const DEFAULT_MANIFEST: &str = include_str!("../../manifests/default-sequence.yaml");
+pub const DEFAULT_MANIFEST: &str = include_str!("../../../manifests/default-sequence.yaml");
 
 /// The guests compiled into this binary.
 pub struct EmbeddedGuests;

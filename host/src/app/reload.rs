@@ -9,23 +9,24 @@
 //! files once a second costs nothing measurable, needs no platform-specific
 //! code, and so no dependency (the `notify` crate) was taken for it.
 //!
-//! The live configuration is an immutable [`Registry`] behind an atomic
-//! pointer. An event takes the snapshot once, when it enters, and keeps it to
-//! the end: every step it runs comes from one configuration, never a
-//! half-applied change. A replaced snapshot (its compiled components and
-//! models) is freed when the last event holding it finishes.
+//! The live configuration is an immutable [`Registry`] owned by
+//! [`crate::registry::LiveConfig`]. An event takes the snapshot once, when
+//! it enters, and keeps it to the end: every step it runs comes from one
+//! configuration, never a half-applied change. A replaced snapshot (its
+//! compiled components and models) is freed when the last event holding it
+//! finishes.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::app_state::AppState;
-use crate::builtin::EmbeddedGuests;
+use super::builtin::EmbeddedGuests;
 use crate::manifest::Manifest;
 use crate::metrics::labels;
 use crate::registry::{Registry, Resolver};
 use crate::runtime::Runtime;
+use crate::server::AppState;
 
 /// What a reload needs: the files, how to resolve and compile them.
 pub struct Reloader {
@@ -39,8 +40,9 @@ pub struct Reloader {
     pub interval: Duration,
 }
 
-/// A digest of the files' current contents (missing files included as such).
-fn digest(files: &[PathBuf]) -> u64 {
+/// A fingerprint of the files' current contents (missing files included as
+/// such): a change of it is what triggers a reload.
+fn contents_fingerprint(files: &[PathBuf]) -> u64 {
     let mut hasher = DefaultHasher::new();
     for file in files {
         match std::fs::read(file) {
@@ -57,11 +59,12 @@ impl Reloader {
     /// report why (log, `/readyz` `lastReloadError`, metric).
     pub async fn run(self, state: Arc<AppState>) {
         let this = Arc::new(self);
-        let mut seen = digest(&this.files);
+        let mut seen = contents_fingerprint(&this.files);
         loop {
             tokio::time::sleep(this.interval).await;
             let files = this.files.clone();
-            let now = match tokio::task::spawn_blocking(move || digest(&files)).await {
+            let now = match tokio::task::spawn_blocking(move || contents_fingerprint(&files)).await
+            {
                 Ok(d) => d,
                 Err(_) => continue,
             };
@@ -84,17 +87,9 @@ impl Reloader {
                         took_ms = started.elapsed().as_millis() as u64,
                         "manifest changed: new configuration live"
                     );
-                    // Swaps are serialised with the admin API's: an upload
-                    // reads the live configuration, compiles for seconds and
-                    // then stores what it derived, so a reload stored in
-                    // between would be undone. Waiting here makes the
-                    // manifest (the source of truth) land last (test
-                    // reload::a_reload_during_an_admin_upload_is_kept).
-                    let _swap = state.admin_lock.lock().await;
-                    state.live.store(Some(Arc::new(registry)));
-                    if let Ok(mut e) = state.reload_error.lock() {
-                        *e = None;
-                    }
+                    // Waits for an admin change in progress: the manifest
+                    // (the source of truth) lands last.
+                    state.live.change().await.install(registry);
                     count(&state, "applied");
                 }
                 Err(message) => {
@@ -102,9 +97,7 @@ impl Reloader {
                         error = %message,
                         "manifest changed but cannot be used: the previous configuration keeps serving"
                     );
-                    if let Ok(mut e) = state.reload_error.lock() {
-                        *e = Some(message);
-                    }
+                    state.live.change().await.set_reload_error(Some(message));
                     count(&state, "failed");
                 }
             }

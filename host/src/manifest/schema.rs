@@ -14,61 +14,63 @@ use std::fmt;
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use crate::manifest::{Location, Manifest, ManifestError, WASMSTEP_API, holds_stephost_documents};
+use super::{
+    Document, Location, Manifest, ManifestError, WASMSTEP_API, documents, embedded_manifests,
+    read_file,
+};
 
 /// The vendored CRDs, compiled in so `validate` works from any directory.
 const CRDS: &[(&str, &str)] = &[
     (
         "eventing-broker.yaml",
-        include_str!("../../knative/crds/eventing-broker.yaml"),
+        include_str!("../../../knative/crds/eventing-broker.yaml"),
     ),
     (
         "eventing-channel.yaml",
-        include_str!("../../knative/crds/eventing-channel.yaml"),
+        include_str!("../../../knative/crds/eventing-channel.yaml"),
     ),
     (
         "eventing-inmemorychannel.yaml",
-        include_str!("../../knative/crds/eventing-inmemorychannel.yaml"),
+        include_str!("../../../knative/crds/eventing-inmemorychannel.yaml"),
     ),
     (
         "eventing-parallel.yaml",
-        include_str!("../../knative/crds/eventing-parallel.yaml"),
+        include_str!("../../../knative/crds/eventing-parallel.yaml"),
     ),
     (
         "eventing-sequence.yaml",
-        include_str!("../../knative/crds/eventing-sequence.yaml"),
+        include_str!("../../../knative/crds/eventing-sequence.yaml"),
     ),
     (
         "eventing-sinkbindings.yaml",
-        include_str!("../../knative/crds/eventing-sinkbindings.yaml"),
+        include_str!("../../../knative/crds/eventing-sinkbindings.yaml"),
     ),
     (
         "eventing-subscription.yaml",
-        include_str!("../../knative/crds/eventing-subscription.yaml"),
+        include_str!("../../../knative/crds/eventing-subscription.yaml"),
     ),
     (
         "eventing-trigger.yaml",
-        include_str!("../../knative/crds/eventing-trigger.yaml"),
+        include_str!("../../../knative/crds/eventing-trigger.yaml"),
     ),
     (
         "serving-configuration.yaml",
-        include_str!("../../knative/crds/serving-configuration.yaml"),
+        include_str!("../../../knative/crds/serving-configuration.yaml"),
     ),
     (
         "serving-revision.yaml",
-        include_str!("../../knative/crds/serving-revision.yaml"),
+        include_str!("../../../knative/crds/serving-revision.yaml"),
     ),
     (
         "serving-route.yaml",
-        include_str!("../../knative/crds/serving-route.yaml"),
+        include_str!("../../../knative/crds/serving-route.yaml"),
     ),
     (
         "serving-service.yaml",
-        include_str!("../../knative/crds/serving-service.yaml"),
+        include_str!("../../../knative/crds/serving-service.yaml"),
     ),
 ];
 
@@ -217,14 +219,7 @@ pub fn check_files(paths: &[PathBuf], schemas: &KnativeSchemas) -> Result<Checke
     let mut texts = Vec::new();
     for path in paths {
         let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read {
-            path: origin.clone(),
-            message: e.to_string(),
-        })?;
-        let base = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let (text, base) = read_file(path)?;
         // Schemas first: they report every violation, where stephost's own
         // parser stops at the first problem.
         check_text(&text, &origin, schemas, &mut checked, false)?;
@@ -247,26 +242,9 @@ fn check_text(
     checked: &mut Checked,
     nested: bool,
 ) -> Result<(), ManifestError> {
-    for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
-        let doc = yaml_serde::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
-            origin: origin.to_string(),
-            message: e.to_string(),
-        })?;
-        if doc.is_null() {
-            continue;
-        }
+    for Document { at, value: doc } in documents(text, origin)? {
         let api = doc.get("apiVersion").and_then(|v| v.as_str()).unwrap_or("");
         let kind = doc.get("kind").and_then(|v| v.as_str()).unwrap_or("");
-        let name = doc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(|n| n.as_str())
-            .unwrap_or("");
-        let at = Location {
-            origin: origin.to_string(),
-            document: i + 1,
-            what: format!("{kind} {name:?}"),
-        };
         if let Some(violations) = schemas.validate(&doc) {
             checked.schema_checked += 1;
             checked
@@ -277,7 +255,8 @@ fn check_text(
                 &at,
                 "kind",
                 format!(
-                    "unsupported {api} {kind}: stephost validate reads {WASMSTEP_API} WasmStep,                      v1 ConfigMap and the Knative kinds {}",
+                    "unsupported {api} {kind}: stephost validate reads {WASMSTEP_API} WasmStep, \
+                     v1 ConfigMap and the Knative kinds {}",
                     schemas.kinds().join(", ")
                 ),
             ));
@@ -285,13 +264,8 @@ fn check_text(
         if kind == "ConfigMap" && api == "v1" && !nested {
             // Its stephost documents were parsed with the file; check the
             // Sequences among them against their schema too.
-            let data = doc.get("data").and_then(|d| d.as_mapping());
-            for (key, value) in data.into_iter().flatten() {
-                if let (Some(key), Some(value)) = (key.as_str(), value.as_str())
-                    && holds_stephost_documents(value)
-                {
-                    check_text(value, &format!("{at} data.{key}"), schemas, checked, true)?;
-                }
+            for (key, text) in embedded_manifests(&doc) {
+                check_text(text, &format!("{at} data.{key}"), schemas, checked, true)?;
             }
         }
     }
@@ -403,77 +377,4 @@ fn dotted(pointer: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(yaml: &str) -> Vec<String> {
-        let schemas = KnativeSchemas::load().expect("schemas");
-        let doc: yaml_serde::Value = yaml_serde::from_str(yaml).expect("yaml");
-        schemas
-            .validate(&doc)
-            .expect("known kind")
-            .iter()
-            .map(|v| v.to_string())
-            .collect()
-    }
-
-    #[test]
-    fn the_seed_sequence_is_valid() {
-        let seed = include_str!("../../manifests/seed-sequence.yaml");
-        let doc = yaml_serde::Deserializer::from_str(seed)
-            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
-            .find(|d: &yaml_serde::Value| {
-                d.get("kind").and_then(|k| k.as_str()) == Some("Sequence")
-            })
-            .expect("a Sequence");
-        let schemas = KnativeSchemas::load().expect("schemas");
-        assert_eq!(schemas.validate(&doc), Some(vec![]));
-    }
-
-    #[test]
-    fn every_violation_is_reported_with_its_path() {
-        let errors = check(
-            "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: s}\n\
-             spec:\n  steps:\n    - ref: {kind: Service, name: 7, apiVersion: serving.knative.dev/v1}\n      \
-             bogus: true\n  reply: {uri: 5}\n  extra: 1\n",
-        );
-        let joined = errors.join("\n");
-        assert!(joined.contains("spec.steps[0].ref.name"), "{joined}");
-        assert!(
-            joined.contains("spec.steps[0]:") && joined.contains("bogus"),
-            "{joined}"
-        );
-        assert!(joined.contains("spec.reply.uri"), "{joined}");
-        assert!(
-            joined.contains("spec:") && joined.contains("extra"),
-            "{joined}"
-        );
-        assert_eq!(errors.len(), 4, "{joined}");
-    }
-
-    #[test]
-    fn a_service_with_a_typo_and_a_wrong_type_is_refused() {
-        let errors = check(
-            "apiVersion: serving.knative.dev/v1\nkind: Service\nmetadata: {name: s}\n\
-             spec:\n  template:\n    spec:\n      containerConcurrency: lots\n      containers:\n        \
-             - image: x\n          imagePolicy: Always\n",
-        );
-        let joined = errors.join("\n");
-        assert!(
-            joined.contains("spec.template.spec.containerConcurrency"),
-            "{joined}"
-        );
-        assert!(joined.contains("imagePolicy"), "{joined}");
-    }
-
-    #[test]
-    fn metadata_needs_a_name() {
-        let errors = check("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {}\n");
-        assert!(
-            errors
-                .iter()
-                .any(|e| e.contains("metadata") && e.contains("name")),
-            "{errors:?}"
-        );
-    }
-}
+mod tests;

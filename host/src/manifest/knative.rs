@@ -1,0 +1,318 @@
+//! The Knative documents stephost runs unchanged: `Sequence` with its steps,
+//! Destinations, channel template and `delivery`, field for field as
+//! Knative's CRDs name them, and the rules each must meet.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{Location, ManifestError, ObjectMeta, parse_duration};
+
+/// A Knative Sequence, as `flows.knative.dev/v1` defines it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SequenceDoc {
+    /// Must be `flows.knative.dev/v1`.
+    pub api_version: String,
+    /// Must be `Sequence`.
+    pub kind: String,
+    /// Name and namespace.
+    pub metadata: ObjectMeta,
+    /// The steps, channel template and reply.
+    pub spec: SequenceSpec,
+    /// Written by Knative's controller; accepted and ignored.
+    #[serde(default)]
+    pub status: Option<yaml_serde::Value>,
+    /// Where it was read from, for error messages.
+    #[serde(skip)]
+    pub at: Option<Location>,
+}
+
+/// `spec` of a Sequence (eventing `SequenceSpec`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SequenceSpec {
+    /// The steps, called in order.
+    #[serde(default)]
+    pub steps: Vec<SequenceStep>,
+    /// Which channel Knative would create; its `spec.delivery` is the default
+    /// delivery of every step without its own.
+    #[serde(default)]
+    pub channel_template: Option<ChannelTemplate>,
+    /// Where the last step's output goes.
+    #[serde(default)]
+    pub reply: Option<Destination>,
+}
+
+/// One step: a Destination plus its delivery options.
+///
+/// The Destination fields are repeated here rather than `#[serde(flatten)]`ed
+/// because serde cannot combine `flatten` with `deny_unknown_fields`, and
+/// rejecting unknown fields is worth the four repeated lines.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SequenceStep {
+    /// A reference to an addressable object (here: usually a WasmStep name).
+    #[serde(default, rename = "ref")]
+    pub reference: Option<KReference>,
+    /// An absolute URL, or a path relative to `ref`'s address.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// PEM CA certificates for TLS to this step.
+    #[serde(default, rename = "CACerts")]
+    pub ca_certs: Option<String>,
+    /// OIDC audience of the step.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// Retries, backoff, timeout, dead-letter sink of this step.
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+}
+
+impl SequenceStep {
+    /// The step's Destination part.
+    pub fn destination(&self) -> Destination {
+        Destination {
+            reference: self.reference.clone(),
+            uri: self.uri.clone(),
+            ca_certs: self.ca_certs.clone(),
+            audience: self.audience.clone(),
+        }
+    }
+}
+
+/// A Knative duck `Destination`.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Destination {
+    /// A reference to an addressable object.
+    #[serde(default, rename = "ref")]
+    pub reference: Option<KReference>,
+    /// An absolute URL, or a path relative to `ref`'s address.
+    #[serde(default)]
+    pub uri: Option<String>,
+    /// PEM CA certificates.
+    #[serde(default, rename = "CACerts")]
+    pub ca_certs: Option<String>,
+    /// OIDC audience.
+    #[serde(default)]
+    pub audience: Option<String>,
+}
+
+/// A Knative `KReference`.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct KReference {
+    /// `Service`, `Broker`, …
+    pub kind: String,
+    /// The object's name.
+    pub name: String,
+    /// Defaults to the referring object's namespace.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// `serving.knative.dev/v1`, `eventing.knative.dev/v1`, …
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// API group (Knative's experimental alternative to apiVersion).
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Selects a named entry of the target's `status.addresses`.
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// `spec.channelTemplate`: the channel kind and its spec (kept verbatim by
+/// Knative; stephost reads only `spec.delivery`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChannelTemplate {
+    /// e.g. `messaging.knative.dev/v1`.
+    pub api_version: String,
+    /// e.g. `InMemoryChannel`.
+    pub kind: String,
+    /// The channel's spec; unknown fields are preserved, as in the CRD.
+    #[serde(default)]
+    pub spec: Option<ChannelSpec>,
+}
+
+/// The parts of a channel spec that matter to a fused Sequence.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ChannelSpec {
+    /// Default delivery for steps without their own.
+    #[serde(default)]
+    pub delivery: Option<DeliverySpec>,
+    /// Other channel settings (the CRD preserves unknown fields).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, yaml_serde::Value>,
+}
+
+/// A Knative `DeliverySpec` (eventing duck v1).
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DeliverySpec {
+    /// Where events go after the last failed attempt.
+    #[serde(default)]
+    pub dead_letter_sink: Option<Destination>,
+    /// Retries after the first attempt.
+    #[serde(default)]
+    pub retry: Option<i64>,
+    /// `linear` or `exponential`.
+    #[serde(default)]
+    pub backoff_policy: Option<String>,
+    /// ISO-8601 base delay.
+    #[serde(default)]
+    pub backoff_delay: Option<String>,
+    /// ISO-8601 bound of each attempt.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// ISO-8601 cap on an honoured `Retry-After`.
+    #[serde(default)]
+    pub retry_after_max: Option<String>,
+    /// `json` or `binary`; validated, no effect on a Sequence (as in Knative).
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+pub(super) fn validate_sequence(doc: &SequenceDoc, at: &Location) -> Result<(), ManifestError> {
+    if doc.metadata.name.is_empty() {
+        return Err(ManifestError::field(at, "metadata.name", "missing"));
+    }
+    if doc.spec.steps.is_empty() {
+        return Err(ManifestError::field(
+            at,
+            "spec.steps",
+            "missing: a Sequence needs at least one step",
+        ));
+    }
+    for (i, step) in doc.spec.steps.iter().enumerate() {
+        let field = format!("spec.steps[{i}]");
+        validate_destination(&step.destination(), at, &field)?;
+        if let Some(delivery) = &step.delivery {
+            validate_delivery(delivery, at, &format!("{field}.delivery"))?;
+        }
+    }
+    if let Some(template) = &doc.spec.channel_template {
+        if template.kind.is_empty() || template.api_version.is_empty() {
+            return Err(ManifestError::field(
+                at,
+                "spec.channelTemplate",
+                "kind and apiVersion must not be empty",
+            ));
+        }
+        if let Some(delivery) = template.spec.as_ref().and_then(|s| s.delivery.as_ref()) {
+            validate_delivery(delivery, at, "spec.channelTemplate.spec.delivery")?;
+        }
+    }
+    if let Some(reply) = &doc.spec.reply {
+        validate_destination(reply, at, "spec.reply")?;
+    }
+    Ok(())
+}
+
+/// Knative's `ValidateDestination` (knative/pkg apis/duck/v1/destination.go).
+fn validate_destination(d: &Destination, at: &Location, field: &str) -> Result<(), ManifestError> {
+    match (&d.reference, &d.uri) {
+        (None, None) => Err(ManifestError::field(
+            at,
+            field,
+            "expected at least one of ref, uri; got none",
+        )),
+        (Some(r), uri) => {
+            if r.kind.is_empty() {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.ref.kind"),
+                    "missing",
+                ));
+            }
+            if r.name.is_empty() {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.ref.name"),
+                    "missing",
+                ));
+            }
+            if let Some(uri) = uri
+                && url::Url::parse(uri).is_ok()
+            {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.uri"),
+                    "absolute URI is not allowed when ref is present (give a path relative to \
+                     the ref's address)",
+                ));
+            }
+            Ok(())
+        }
+        (None, Some(uri)) => match url::Url::parse(uri) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+            Ok(u) => Err(ManifestError::field(
+                at,
+                format!("{field}.uri"),
+                format!(
+                    "{uri:?} must be an http(s) URL with a host, not scheme {:?}",
+                    u.scheme()
+                ),
+            )),
+            Err(e) => Err(ManifestError::field(
+                at,
+                format!("{field}.uri"),
+                format!("{uri:?} is not an absolute URL ({e}); a relative uri needs a ref"),
+            )),
+        },
+    }
+}
+
+/// Knative's DeliverySpec validation (eventing apis/duck/v1/delivery_types.go).
+fn validate_delivery(d: &DeliverySpec, at: &Location, field: &str) -> Result<(), ManifestError> {
+    if let Some(retry) = d.retry
+        && retry < 0
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.retry"),
+            format!("must be >= 0, got {retry}"),
+        ));
+    }
+    if let Some(policy) = &d.backoff_policy
+        && policy != "linear"
+        && policy != "exponential"
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.backoffPolicy"),
+            format!("must be \"linear\" or \"exponential\", got {policy:?}"),
+        ));
+    }
+    for (name, value) in [
+        ("backoffDelay", &d.backoff_delay),
+        ("timeout", &d.timeout),
+        ("retryAfterMax", &d.retry_after_max),
+    ] {
+        if let Some(text) = value {
+            let parsed = parse_duration(text)
+                .map_err(|e| ManifestError::field(at, format!("{field}.{name}"), e))?;
+            if name == "timeout" && parsed.is_zero() {
+                return Err(ManifestError::field(
+                    at,
+                    format!("{field}.timeout"),
+                    "must be greater than zero",
+                ));
+            }
+        }
+    }
+    if let Some(format) = &d.format
+        && format != "json"
+        && format != "binary"
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.format"),
+            format!("must be \"json\" or \"binary\", got {format:?}"),
+        ));
+    }
+    if let Some(sink) = &d.dead_letter_sink {
+        validate_destination(sink, at, &format!("{field}.deadLetterSink"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,364 @@
+//! Sequences resolved for the dispatcher: every step a compiled WasmStep or
+//! a URL (Knative's Destination rules: `ref` to a Service or Broker, `uri`,
+//! or both), the reply and dead-letter sinks URLs, and each hop's delivery
+//! settings typed.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::manifest::{DeliverySpec, Destination, Location, SequenceDoc, parse_duration};
+
+use super::{RegistryError, WasmStep};
+
+/// How refs that are not WasmSteps become URLs, as Knative resolves them.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    /// Cluster DNS suffix (`svc.{cluster_domain}`), normally `cluster.local`.
+    pub cluster_domain: String,
+    /// Broker ingress base URL; a Broker `ns/name` resolves to `{base}/{ns}/{name}`.
+    /// Default `http://broker-ingress.knative-eventing.svc.{cluster_domain}`.
+    pub broker_ingress: Option<Url>,
+    /// Namespace for refs and Sequences that name none.
+    pub namespace: String,
+    /// `K_SINK` (SinkBinding): the reply of a Sequence that has none.
+    pub k_sink: Option<Url>,
+    /// `K_CE_OVERRIDES` extensions (SinkBinding `ceOverrides`), set on every
+    /// event sent to `K_SINK`.
+    pub k_ce_overrides: Vec<(String, String)>,
+}
+
+impl Default for Resolver {
+    fn default() -> Self {
+        Self {
+            cluster_domain: "cluster.local".into(),
+            broker_ingress: None,
+            namespace: "default".into(),
+            k_sink: None,
+            k_ce_overrides: Vec::new(),
+        }
+    }
+}
+
+/// A step as a Sequence calls it.
+#[derive(Clone)]
+pub enum StepTarget {
+    /// A Wasm component run in-process.
+    Wasm(Arc<WasmStep>),
+    /// An HTTP subscriber, called as Knative's dispatcher would.
+    Remote(Url),
+}
+
+impl StepTarget {
+    /// A name for logs and errors: the WasmStep name or the URL.
+    pub fn label(&self) -> String {
+        match self {
+            StepTarget::Wasm(step) => step.name.clone(),
+            StepTarget::Remote(url) => url.to_string(),
+        }
+    }
+}
+
+/// One step of a resolved Sequence.
+#[derive(Clone)]
+pub struct Hop {
+    /// What to call.
+    pub target: StepTarget,
+    /// The step's own delivery, else the channel template's, else one attempt.
+    pub delivery: Delivery,
+}
+
+/// How `backoffDelay` grows between retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackoffPolicy {
+    /// `delay · k` before retry k.
+    Linear,
+    /// `delay · 2^(k−1)` before retry k.
+    Exponential,
+}
+
+/// A resolved Knative DeliverySpec: what happens when a hop fails.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Delivery {
+    /// Retries after the first attempt (`retry`); 0 = one attempt.
+    pub retry: u32,
+    /// Policy and base delay; only when both `backoffPolicy` and
+    /// `backoffDelay` are set (else retries are immediate, as in Knative).
+    pub backoff: Option<(BackoffPolicy, Duration)>,
+    /// Bound of each attempt (`timeout`).
+    pub timeout: Option<Duration>,
+    /// Cap of an honoured `Retry-After` on 429/503 (`retryAfterMax`); `None`
+    /// = Retry-After is ignored, as in Knative when the field is unset.
+    pub retry_after_max: Option<Duration>,
+    /// Where the original event goes after the last failed attempt.
+    pub dead_letter_sink: Option<Url>,
+}
+
+impl Delivery {
+    /// The wait before retry `k` (1-based), without Retry-After.
+    ///
+    /// Linear waits `delay·k`, exponential `delay·2^(k−1)`: 0.1 s gives
+    /// 0.1, 0.2, 0.3 s (linear) and 0.1, 0.2, 0.4 s (exponential). Knative's
+    /// code makes the first linear retry immediate (go-retryablehttp counts
+    /// from 0), which its docs do not describe; we follow the docs.
+    pub fn backoff(&self, k: u32) -> Duration {
+        match self.backoff {
+            None => Duration::ZERO,
+            Some((BackoffPolicy::Linear, delay)) => delay.saturating_mul(k),
+            Some((BackoffPolicy::Exponential, delay)) => {
+                let factor = 1u32.checked_shl(k.saturating_sub(1)).unwrap_or(u32::MAX);
+                delay.saturating_mul(factor).min(MAX_BACKOFF)
+            }
+        }
+    }
+}
+
+/// Ceiling of one backoff wait. Exponential backoff with a large `retry`
+/// reaches days (knative/eventing#9278 proposes a `backoffMax` for this); a
+/// wait longer than an hour would only hold the sender's request open.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// A Sequence ready to run.
+#[derive(Clone)]
+pub struct Sequence {
+    /// `metadata.name`.
+    pub name: String,
+    /// Namespace, sent as `Kn-Namespace` to remote steps.
+    pub namespace: String,
+    /// The steps in order.
+    pub steps: Vec<Hop>,
+    /// Where the final event goes (`spec.reply`, else `K_SINK`); `None` = the
+    /// final event is returned to the sender.
+    pub reply: Option<Url>,
+    /// Extensions set on the final event before the reply gets it: the
+    /// `K_CE_OVERRIDES` when the reply is `K_SINK`, else none.
+    pub reply_overrides: Vec<(String, String)>,
+}
+
+pub(super) fn resolve_sequence(
+    doc: &SequenceDoc,
+    steps: &BTreeMap<String, Arc<WasmStep>>,
+    resolver: &Resolver,
+) -> Result<Sequence, RegistryError> {
+    let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
+    let namespace = doc
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| resolver.namespace.clone());
+    let default_delivery = doc
+        .spec
+        .channel_template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.delivery.clone());
+    let mut resolved = Vec::new();
+    for (i, step) in doc.spec.steps.iter().enumerate() {
+        let bound = match (&step.reference, &step.uri) {
+            // A ref with no uri that names a WasmStep runs in-process.
+            (Some(r), None) => steps.get(&r.name).cloned(),
+            _ => None,
+        };
+        let target = match bound {
+            Some(wasm) => StepTarget::Wasm(wasm),
+            None => StepTarget::Remote(resolve(
+                &step.destination(),
+                &namespace,
+                resolver,
+                &at,
+                &format!("spec.steps[{i}]"),
+                steps,
+            )?),
+        };
+        let spec = step.delivery.as_ref().or(default_delivery.as_ref());
+        let field = match step.delivery {
+            Some(_) => format!("spec.steps[{i}].delivery"),
+            None => "spec.channelTemplate.spec.delivery".to_string(),
+        };
+        resolved.push(Hop {
+            target,
+            delivery: resolve_delivery(spec, &namespace, resolver, &at, &field, steps)?,
+        });
+    }
+    let (reply, reply_overrides) = match &doc.spec.reply {
+        Some(dest) => (
+            Some(resolve(
+                dest,
+                &namespace,
+                resolver,
+                &at,
+                "spec.reply",
+                steps,
+            )?),
+            Vec::new(),
+        ),
+        None => (resolver.k_sink.clone(), resolver.k_ce_overrides.clone()),
+    };
+    Ok(Sequence {
+        name: doc.metadata.name.clone(),
+        namespace,
+        steps: resolved,
+        reply,
+        reply_overrides,
+    })
+}
+
+/// Turn a validated DeliverySpec into durations and a dead-letter URL.
+fn resolve_delivery(
+    spec: Option<&DeliverySpec>,
+    namespace: &str,
+    resolver: &Resolver,
+    at: &str,
+    field: &str,
+    steps: &BTreeMap<String, Arc<WasmStep>>,
+) -> Result<Delivery, RegistryError> {
+    let Some(spec) = spec else {
+        return Ok(Delivery::default());
+    };
+    // Durations were validated with the manifest; `ok()` cannot drop a value.
+    let duration = |d: &Option<String>| d.as_deref().and_then(|t| parse_duration(t).ok());
+    let policy = match spec.backoff_policy.as_deref() {
+        Some("linear") => Some(BackoffPolicy::Linear),
+        Some("exponential") => Some(BackoffPolicy::Exponential),
+        _ => None,
+    };
+    let dead_letter_sink = match &spec.dead_letter_sink {
+        Some(dest) => Some(resolve(
+            dest,
+            namespace,
+            resolver,
+            at,
+            &format!("{field}.deadLetterSink"),
+            steps,
+        )?),
+        None => None,
+    };
+    Ok(Delivery {
+        retry: u32::try_from(spec.retry.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
+        backoff: policy.zip(duration(&spec.backoff_delay)),
+        timeout: duration(&spec.timeout),
+        retry_after_max: duration(&spec.retry_after_max),
+        dead_letter_sink,
+    })
+}
+
+/// Resolve a Destination to a URL as Knative's addressable resolver does
+/// (knative/pkg resolver/addressable_resolver.go): a `uri` alone must be
+/// absolute; a `ref` resolves to its address and a `uri` with it is a
+/// reference relative to that address (RFC 3986 §5.2).
+pub fn resolve(
+    dest: &Destination,
+    namespace: &str,
+    resolver: &Resolver,
+    at: &str,
+    field: &str,
+    steps: &BTreeMap<String, Arc<WasmStep>>,
+) -> Result<Url, RegistryError> {
+    let fail = |message: String| RegistryError::Unresolvable {
+        at: at.to_string(),
+        field: field.to_string(),
+        message,
+    };
+    let Some(r) = &dest.reference else {
+        let uri = dest.uri.as_deref().unwrap_or_default();
+        return Url::parse(uri).map_err(|e| fail(format!("uri {uri:?}: {e}")));
+    };
+    let ns = r.namespace.as_deref().unwrap_or(namespace);
+    let group = r
+        .api_version
+        .as_deref()
+        .or(r.group.as_deref())
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let base = match (r.kind.as_str(), group) {
+        ("Service", "serving.knative.dev" | "v1" | "") => {
+            format!("http://{}.{ns}.svc.{}/", r.name, resolver.cluster_domain)
+        }
+        ("Broker", "eventing.knative.dev" | "") => {
+            let ingress = match &resolver.broker_ingress {
+                Some(url) => url.as_str().trim_end_matches('/').to_string(),
+                None => format!(
+                    "http://broker-ingress.knative-eventing.svc.{}",
+                    resolver.cluster_domain
+                ),
+            };
+            format!("{ingress}/{ns}/{}", r.name)
+        }
+        (kind, _) => {
+            let known: Vec<&str> = steps.keys().map(String::as_str).collect();
+            return Err(fail(format!(
+                "cannot resolve a ref to {} {kind} {:?}: no WasmStep has that name (WasmSteps: \
+                 [{}]) and stephost resolves only Service and Broker refs; bind it with a \
+                 WasmStep or give an absolute uri",
+                r.api_version.as_deref().unwrap_or(""),
+                r.name,
+                known.join(", ")
+            )));
+        }
+    };
+    let base = Url::parse(&base).map_err(|e| fail(format!("ref {:?}: {e}", r.name)))?;
+    match &dest.uri {
+        None => Ok(base),
+        Some(uri) => base
+            .join(uri)
+            .map_err(|e| fail(format!("uri {uri:?} relative to {base}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::KReference;
+
+    fn dest(kind: &str, api: &str, name: &str, uri: Option<&str>) -> Destination {
+        Destination {
+            reference: Some(KReference {
+                kind: kind.into(),
+                name: name.into(),
+                api_version: Some(api.into()),
+                ..KReference::default()
+            }),
+            uri: uri.map(str::to_string),
+            ..Destination::default()
+        }
+    }
+
+    fn url(d: &Destination, resolver: &Resolver) -> String {
+        resolve(d, "ns1", resolver, "test", "f", &BTreeMap::new())
+            .expect("resolves")
+            .to_string()
+    }
+
+    #[test]
+    fn refs_resolve_as_knative_resolves_them() {
+        let r = Resolver::default();
+        let svc = dest(
+            "Service",
+            "serving.knative.dev/v1",
+            "stephost",
+            Some("/steps/content-filter"),
+        );
+        assert_eq!(
+            url(&svc, &r),
+            "http://stephost.ns1.svc.cluster.local/steps/content-filter"
+        );
+        let relative = dest("Service", "v1", "x", Some("foo"));
+        assert_eq!(url(&relative, &r), "http://x.ns1.svc.cluster.local/foo");
+        let broker = dest("Broker", "eventing.knative.dev/v1", "default", None);
+        assert_eq!(
+            url(&broker, &r),
+            "http://broker-ingress.knative-eventing.svc.cluster.local/ns1/default"
+        );
+        let local = Resolver {
+            broker_ingress: Some(Url::parse("http://127.0.0.1:9/").expect("url")),
+            ..Resolver::default()
+        };
+        assert_eq!(url(&broker, &local), "http://127.0.0.1:9/ns1/default");
+        let other = dest("Function", "x.dev/v1", "f", None);
+        assert!(resolve(&other, "ns1", &r, "t", "f", &BTreeMap::new()).is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! The wasmtime side of stephost: one engine, one compiled component per step
+//! version, and a fresh, limited store + instance for every event. Nothing
+//! here reads YAML or knows the manifest: what a step may do arrives as
+//! [`StepLimits`], its config pairs and its model grant.
+//!
+//! The three lifetimes are visible in the types (as in Spin's runtime):
+//! - once per host: [`Runtime`] (engine, linker, epoch ticker; `config.rs`);
+//! - once per step version: [`StepComponent`] (compiled component,
+//!   `InstancePre`; `component.rs`, pre-initialised by `preinit.rs`);
+//! - once per event: the store and its [`StepState`] (WASI context, limiter,
+//!   captured output; `store.rs`, `guest_log.rs`).
+//!
+//! `guest_event.rs` converts between the WIT record and the SDK's event;
+//! `nn/` implements wasi:nn on a view type the store hands out.
+
+mod component;
+mod config;
+mod error;
+pub mod guest_event;
+mod guest_log;
+pub mod nn;
+mod preinit;
+mod store;
+
+pub use component::{MAX_IDLE_WARM, StepComponent};
+pub use config::{
+    DEFAULT_KEEP_RESIDENT, DEFAULT_KEEP_RESIDENT_PAGEMAP, EPOCH_TICK, GUEST_LOG_CAPACITY,
+    RuntimeConfig, default_keep_resident, pagemap_scan_supported,
+};
+pub use error::{RuntimeError, StepFailure};
+pub use preinit::wants_preinit;
+pub use store::StepState;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::step_limits::StepLimits;
+use config::{EpochTicker, engine_config};
+use guest_log::GuestLog;
+use nn::{InferencePool, NnView, StepModels};
+use store::{deterministic_wasi, limited_store};
+
+mod bindings {
+    //! Host bindings generated from `wit/step.wit`.
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "step",
+        exports: { default: async },
+    });
+}
+
+pub use bindings::stephost::step::types::{CloudEvent as WitEvent, StepError as WitStepError};
+use bindings::{Step, StepPre};
+
+/// The engine and linker shared by every step; built once at start.
+pub struct Runtime {
+    /// The one engine: compiled code is only valid with the engine that made it.
+    engine: Engine,
+    /// WASI p2 + the stephost host interfaces, shared by every instantiation.
+    linker: Linker<StepState>,
+    /// Bounds simultaneous instances to the pool size, so a burst waits for a
+    /// slot instead of failing with "pool exhausted".
+    slots: Arc<Semaphore>,
+    /// The engine configuration, kept to validate step limits against it.
+    config: RuntimeConfig,
+    /// Bounds host-side inference (wasi:nn) across all steps.
+    inference: Arc<InferencePool>,
+    /// The compile cache, for its hit/miss counts.
+    cache: Option<wasmtime::Cache>,
+    /// Dropped with the runtime to stop the epoch ticker thread.
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Build the engine (pooling allocator if asked and possible) and linker.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        let cache = config.cache_dir.as_ref().and_then(|dir| {
+            let mut cache = wasmtime::CacheConfig::new();
+            cache.with_directory(dir);
+            wasmtime::Cache::new(cache)
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, dir = %dir.display(), "compile cache disabled");
+                })
+                .ok()
+        });
+        let engine = match config.pooling {
+            true => Engine::new(&engine_config(&config, true, cache.as_ref())).or_else(|e| {
+                tracing::warn!(error = %e, "pooling allocator unavailable, using on-demand allocation");
+                Engine::new(&engine_config(&config, false, cache.as_ref()))
+            }),
+            false => Engine::new(&engine_config(&config, false, cache.as_ref())),
+        }
+        .map_err(RuntimeError::Engine)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
+        Step::add_to_linker::<_, HasSelf<StepState>>(&mut linker, |state| state)
+            .map_err(RuntimeError::Engine)?;
+        // wasi:nn for every step; what a step can load is its own grant.
+        nn::add_to_linker(&mut linker, |state: &mut StepState| NnView {
+            table: &mut state.table,
+            nn: &mut state.nn,
+        })
+        .map_err(RuntimeError::Engine)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            slots: Arc::new(Semaphore::new(config.max_instances as usize)),
+            inference: InferencePool::new(config.inference_threads),
+            config,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// Compile-cache (hits, misses) since start; `None` without a cache.
+    pub fn cache_stats(&self) -> Option<(u64, u64)> {
+        self.cache
+            .as_ref()
+            .map(|c| (c.cache_hits() as u64, c.cache_misses() as u64))
+    }
+
+    /// The pool every wasi:nn inference of this runtime runs on.
+    pub fn inference_pool(&self) -> Arc<InferencePool> {
+        self.inference.clone()
+    }
+
+    /// The engine configuration this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// Compile a component from a file. CPU-heavy: call it off the async reactor.
+    pub fn compile_file(
+        &self,
+        path: &Path,
+        limits: StepLimits,
+        config: Vec<(String, String)>,
+    ) -> Result<StepComponent, RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        self.compile(&path.display().to_string(), &bytes, limits, config)
+    }
+
+    /// Compile a component and check it implements the step world.
+    /// CPU-heavy: call it off the async reactor.
+    pub fn compile(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+        limits: StepLimits,
+        config: Vec<(String, String)>,
+    ) -> Result<StepComponent, RuntimeError> {
+        let compile = |bytes: &[u8]| {
+            Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile {
+                origin: origin.to_string(),
+                message: format!("{e:#}"),
+            })
+        };
+        let mut component = compile(bytes)?;
+        let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
+            origin: origin.to_string(),
+            message: format!("{e:#}"),
+        };
+        // Checked on the original first: a component of the wrong world is
+        // reported as such, not as a failed pre-initialisation.
+        self.linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let mut config = config;
+        config.sort();
+        let config = Arc::new(config);
+        if self.config.preinit && preinit::wants_preinit(&component) {
+            let started = Instant::now();
+            let log = GuestLog::new(GUEST_LOG_CAPACITY);
+            // WASI randomness seeded from the component's bytes: the snapshot
+            // (e.g. HashMap keys drawn during init) is then a function of the
+            // inputs, so the compile cache recognises it on the next start.
+            let seed = {
+                use sha2::Digest as _;
+                let digest = sha2::Sha256::digest(bytes);
+                u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+            };
+            let new_store = || {
+                let mut store = limited_store(
+                    &self.engine,
+                    limits,
+                    config.clone(),
+                    StepModels::none(self.inference.clone()),
+                    log.clone(),
+                );
+                store.data_mut().wasi = deterministic_wasi(seed, &log);
+                store
+            };
+            let snapshot = preinit::preinitialize(&self.linker, bytes, new_store).map_err(|e| {
+                RuntimeError::Preinit {
+                    origin: origin.to_string(),
+                    message: format!("{:#}", e.root_cause()),
+                    stderr: log.contents_lossy(),
+                }
+            })?;
+            component = compile(&snapshot)?;
+            tracing::info!(
+                origin,
+                snapshot_bytes = snapshot.len(),
+                took_ms = started.elapsed().as_millis() as u64,
+                "pre-initialised (wizer-initialize ran once; instances start from the snapshot)"
+            );
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(wrong_world)?;
+        let pre = StepPre::new(pre).map_err(wrong_world)?;
+        Ok(StepComponent {
+            pre,
+            limits,
+            config,
+            slots: self.slots.clone(),
+            warm: None,
+            models: StepModels::none(self.inference.clone()),
+        })
+    }
+}

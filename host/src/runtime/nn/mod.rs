@@ -1,0 +1,234 @@
+//! Host-side inference for steps: the standard `wasi:nn` WIT
+//! (`wasi:nn@0.2.0-rc-2024-10-28`, the version wasmtime-wasi-nn 48 ships),
+//! implemented over tract, with models preloaded by name per step.
+//!
+//! A model is parsed and optimised once per host ([`load_onnx`], off the async
+//! threads) and shared by every instance of every step granted it. A step sees
+//! only its own grants ([`StepModels`]); `load` of raw bytes is refused unless
+//! its manifest allows it. Inputs are checked against the model's limits
+//! before tract sees them; inference runs on tokio's blocking threads, at most
+//! [`InferencePool`] at once, while the calling guest waits asynchronously;
+//! every failure is a wasi-nn `error` with a message, never a trap.
+//!
+//! Why not wasmtime-wasi-nn's backend traits: they work with tract (tried),
+//! but its `error.data` carries only the backend error's top line ("Failed
+//! while accessing backend"), so a step could not tell its user *why*
+//! (too large, wrong type, not granted), and its host calls are synchronous,
+//! so every inference would block a tokio worker. The WIT is small enough to
+//! implement directly. As in wasmtime's own wasi-nn, the host side sits on a
+//! view type ([`NnView`]) the embedder hands out of its store, never on the
+//! embedder's store type, so this module imports nothing of the runtime.
+
+mod host;
+mod tract;
+
+use tract::TractGraph;
+pub use tract::{LoadedModel, load_onnx};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasData, ResourceTable};
+
+pub(crate) mod bindings {
+    //! Host bindings generated from the vendored `wit/deps/wasi-nn`.
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "wasi:nn/ml",
+        imports: {
+            "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
+            "wasi:nn/graph.load": async | trappable,
+            default: trappable,
+        },
+        with: {
+            "wasi:nn/graph.graph": super::NnGraph,
+            "wasi:nn/tensor.tensor": super::NnTensor,
+            "wasi:nn/inference.graph-execution-context": super::NnContext,
+            "wasi:nn/errors.error": super::NnError,
+        },
+    });
+}
+
+use bindings::wasi::nn::errors::ErrorCode;
+use bindings::wasi::nn::tensor::TensorType;
+
+/// Default cap on the elements of one input tensor: 1 Mi elements (8 MiB of
+/// i64) is far above a 512-token sequence yet stops a guest from making the
+/// host allocate without bound. A model's manifest entry can lower it.
+pub const DEFAULT_MAX_INPUT_ELEMENTS: usize = 1 << 20;
+
+/// Why a model could not be loaded at start.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// tract could not parse or optimise the graph.
+    #[error("{origin}: not a model tract can run: {message}")]
+    Tract {
+        /// Where the model came from (path or builtin name).
+        origin: String,
+        /// tract's reason.
+        message: String,
+    },
+}
+
+/// Bounds how many inferences run at once, host-wide: each takes a core for
+/// milliseconds, so more at once than there are cores only adds latency and
+/// memory. Waiting guests wait asynchronously; they hold no thread.
+pub struct InferencePool {
+    permits: Arc<Semaphore>,
+}
+
+impl InferencePool {
+    /// A pool running at most `threads` inferences at once (at least one).
+    pub fn new(threads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(threads.max(1))),
+        })
+    }
+
+    /// Run CPU-heavy `job` on a blocking thread once a slot is free. The slot
+    /// stays taken until the job ends, even if the caller stops waiting.
+    async fn run<R: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| "the host is shutting down".to_string())?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            job()
+        })
+        .await
+        .map_err(|_| "inference thread failed".to_string())
+    }
+}
+
+/// The models one step is granted, by name — all `load-by-name` can see —
+/// and whether it may `load` bytes of its own.
+#[derive(Clone)]
+pub struct StepModels {
+    graphs: Arc<HashMap<String, Arc<TractGraph>>>,
+    allow_load: bool,
+    pool: Arc<InferencePool>,
+}
+
+impl StepModels {
+    /// Grant `models` by name on `pool`; `allow_load` additionally lets the
+    /// step load ONNX bytes itself (optimised per call: costly, off by default).
+    pub fn new(
+        models: HashMap<String, LoadedModel>,
+        allow_load: bool,
+        pool: Arc<InferencePool>,
+    ) -> Self {
+        Self {
+            graphs: Arc::new(models.into_iter().map(|(k, m)| (k, m.graph)).collect()),
+            allow_load,
+            pool,
+        }
+    }
+
+    /// No grants at all: every wasi:nn load fails with `not-found`/`security`.
+    pub fn none(pool: Arc<InferencePool>) -> Self {
+        Self::new(HashMap::new(), false, pool)
+    }
+
+    /// The granted names, sorted, for logs and errors.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.graphs.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// A graph handle held by a guest.
+pub struct NnGraph(Arc<TractGraph>);
+
+/// A guest's execution context on a graph.
+pub struct NnContext(Arc<TractGraph>);
+
+/// A tensor held by the host for a guest (inputs before `compute`, outputs after).
+pub struct NnTensor {
+    dimensions: Vec<u32>,
+    ty: TensorType,
+    data: Vec<u8>,
+}
+
+/// A wasi-nn error resource: a code the guest can branch on and a message
+/// that says what to fix.
+#[derive(Debug)]
+pub struct NnError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl NnError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The wasi:nn state of one store: its grant, the host bytes its tensors
+/// hold (capped), and the event's deadline.
+pub struct NnState {
+    models: StepModels,
+    tensor_bytes: usize,
+    max_tensor_bytes: usize,
+    deadline: Option<Instant>,
+}
+
+impl NnState {
+    /// State for one store; tensors it creates may hold at most
+    /// `max_tensor_bytes` of host memory at once (the step's memory limit:
+    /// a guest never needs more host tensor bytes than its own memory).
+    pub fn new(models: StepModels, max_tensor_bytes: usize) -> Self {
+        Self {
+            models,
+            tensor_bytes: 0,
+            max_tensor_bytes,
+            deadline: None,
+        }
+    }
+
+    /// The event's deadline: inference still running then fails with `timeout`.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = Some(deadline);
+    }
+}
+
+/// What the wasi:nn host needs of a store: its resource table and its
+/// [`NnState`]. The embedder hands it out of its own store type (as
+/// wasmtime's `WasiNnView` does), so this module knows nothing of the
+/// runtime's store and imports nothing from it.
+pub struct NnView<'a> {
+    /// The store's resource table (tensors, graphs, contexts, errors).
+    pub table: &'a mut ResourceTable,
+    /// The store's wasi:nn state.
+    pub nn: &'a mut NnState,
+}
+
+/// The [`HasData`] marker that lets the generated bindings hand out an
+/// [`NnView`] borrowed from the store.
+struct HasNnView;
+
+impl HasData for HasNnView {
+    type Data<'a> = NnView<'a>;
+}
+
+/// Add the wasi:nn interfaces to a linker whose store data gives an
+/// [`NnView`] through `view`.
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut wasmtime::component::Linker<T>,
+    view: fn(&mut T) -> NnView<'_>,
+) -> wasmtime::Result<()> {
+    bindings::Ml::add_to_linker::<T, HasNnView>(linker, view)
+}

@@ -1,0 +1,259 @@
+//! The dispatcher: runs an event through a Sequence exactly as Knative's
+//! Sequence and delivery specs say — each step in turn (a Wasm step in this
+//! process, a remote step over HTTP), retries and backoff per `delivery`,
+//! the reply hop, the dead-letter sink with Knative's error extensions.
+//!
+//! - `inbound.rs`: what an inbound request hands every hop (pass-through
+//!   headers, trace context, version tags);
+//! - `calls.rs`: one call of a step or a sink, with retries;
+//! - `hop_error.rs`: how a hop fails and what that means for delivery.
+
+mod calls;
+mod hop_error;
+mod inbound;
+
+pub use hop_error::{
+    ChainError, Delivered, HopError, HopErrorKind, error_data, is_retryable_status,
+};
+pub use inbound::{Inbound, TraceContext};
+
+#[cfg(test)]
+mod tests;
+
+use crate::metrics::{Metrics, labels};
+use crate::registry::{Delivery, Sequence, StepTarget};
+use bytes::Bytes;
+use calls::retrying;
+use cloudevents::Event;
+use cloudevents::event::ExtensionValue;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use prometheus_client::metrics::counter::Counter;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Bound of one call to a remote step or sink when the delivery spec sets no
+/// `timeout`: Knative Serving's default revision timeout (300 s), the longest a
+/// Knative subscriber would be allowed to take by default anyway.
+pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Largest response body read from a remote step or sink. A response event
+/// larger than an inbound one is a misbehaving peer; refusing it bounds memory.
+pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
+
+/// `knativeerrordata` is cut to this many base64 characters
+/// (eventing `KnativeErrorDataExtensionMaxLength`).
+pub const ERROR_DATA_MAX: usize = 1024;
+
+/// Calls steps and sinks; one per host, sharing one pooled HTTP client.
+pub struct Dispatcher {
+    /// Keep-alive connection pool for remote steps, replies and sinks.
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// Step counts, latencies and retries are recorded here.
+    metrics: Arc<Metrics>,
+    /// Add `stephostversions` (which version ran each Wasm step) to outputs.
+    versions_extension: bool,
+    /// Exports a span per step call, when OTLP is configured.
+    otlp: Option<crate::otlp::Exporter>,
+}
+
+impl Default for Dispatcher {
+    fn default() -> Self {
+        Self::new(Arc::default())
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher with a fresh connection pool, recording into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Self {
+            client,
+            metrics,
+            versions_extension: true,
+            otlp: None,
+        }
+    }
+
+    /// Export a span per step call through `exporter`.
+    pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
+        self.otlp = exporter;
+        self
+    }
+
+    /// Whether outputs carry the `stephostversions` extension (default on).
+    pub fn with_versions_extension(mut self, on: bool) -> Self {
+        self.versions_extension = on;
+        self
+    }
+
+    /// Record which versions ran on the event leaving the host.
+    pub fn stamp_versions(&self, event: &mut Event, versions: &[(String, String)]) {
+        if self.versions_extension && !versions.is_empty() {
+            let value = versions
+                .iter()
+                .map(|(s, v)| format!("{s}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            event.set_extension("stephostversions", ExtensionValue::String(value));
+        }
+    }
+
+    /// The retry counter of one target.
+    fn retries(&self, target: &str) -> Counter {
+        self.metrics
+            .retries
+            .get_or_create_owned(&labels(&[("target", target)]))
+    }
+
+    /// Run `event` through every step of `seq`, then deliver to its reply.
+    ///
+    /// Each hop (a step; the reply) is retried per its delivery; a step is
+    /// never re-run because the reply failed. After a hop's last failure its
+    /// input goes to the dead-letter sink, if any: then the run counts as
+    /// delivered, otherwise it is an error and the sender must retry.
+    pub async fn run(
+        &self,
+        seq: &Sequence,
+        mut event: Event,
+        inbound: &Inbound,
+    ) -> Result<Delivered, ChainError> {
+        let mut last_delivery = Delivery::default();
+        // The last step's input, kept for the dead-letter sink of the reply hop.
+        let mut last_input: Option<Event> = None;
+        let mut versions: Vec<(String, String)> = Vec::new();
+        for (index, step) in seq.steps.iter().enumerate() {
+            // One version per step per event, kept across retries.
+            let version = match &step.target {
+                StepTarget::Wasm(w) => Some(inbound.version_to_run(w)),
+                StepTarget::Remote(_) => None,
+            };
+            let attempt = || {
+                self.call_step(
+                    &step.target,
+                    version,
+                    event.clone(),
+                    &seq.namespace,
+                    inbound,
+                )
+            };
+            let retries = self.retries(&step.target.label());
+            let result = retrying(&step.delivery, &retries, attempt).await;
+            if let (Some(v), StepTarget::Wasm(w)) = (version, &step.target) {
+                versions.push((w.name.clone(), v.name.clone()));
+            }
+            match result {
+                Ok(Some(next)) => last_input = Some(std::mem::replace(&mut event, next)),
+                Ok(None) => {
+                    return Ok(Delivered::Dropped {
+                        step: index,
+                        label: step.target.label(),
+                    });
+                }
+                Err(error) if error.is_shed() => {
+                    return Err(ChainError::Step {
+                        index,
+                        label: step.target.label(),
+                        error,
+                    });
+                }
+                Err(error) => {
+                    let dest = match &step.target {
+                        StepTarget::Wasm(w) => format!("{}/steps/{}", inbound.self_base, w.name),
+                        StepTarget::Remote(url) => url.to_string(),
+                    };
+                    let failure = ChainError::Step {
+                        index,
+                        label: step.target.label(),
+                        error,
+                    };
+                    return self
+                        .dead_letter(&step.delivery, event, &dest, failure, seq, inbound)
+                        .await;
+                }
+            }
+            last_delivery = step.delivery.clone();
+        }
+        self.stamp_versions(&mut event, &versions);
+        let Some(url) = &seq.reply else {
+            return Ok(Delivered::Returned(Box::new(event)));
+        };
+        for (name, value) in &seq.reply_overrides {
+            event.set_extension(name, ExtensionValue::String(value.clone()));
+        }
+        let attempt = || self.deliver(url, event.clone(), &seq.namespace, inbound);
+        match retrying(&last_delivery, &self.retries(url.as_str()), attempt).await {
+            Ok(()) => Ok(Delivered::Replied(url.clone())),
+            Err(error) => {
+                let failure = ChainError::Reply {
+                    url: url.clone(),
+                    error,
+                };
+                // As in Knative, the dead-letter sink gets the original input
+                // of the hop whose reply failed: the last step's input (a
+                // Sequence has at least one step, so it exists).
+                let original = last_input.unwrap_or(event);
+                self.dead_letter(
+                    &last_delivery,
+                    original,
+                    url.as_str(),
+                    failure,
+                    seq,
+                    inbound,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Send a hop's original input to the dead-letter sink, if there is one.
+    async fn dead_letter(
+        &self,
+        delivery: &Delivery,
+        mut original: Event,
+        dest: &str,
+        failure: ChainError,
+        seq: &Sequence,
+        inbound: &Inbound,
+    ) -> Result<Delivered, ChainError> {
+        let Some(sink) = &delivery.dead_letter_sink else {
+            return Err(failure);
+        };
+        let hop = failure.hop();
+        original.set_extension("knativeerrordest", ExtensionValue::String(dest.to_string()));
+        original.set_extension(
+            "knativeerrorcode",
+            ExtensionValue::Integer(i64::from(hop.status)),
+        );
+        original.set_extension(
+            "knativeerrordata",
+            ExtensionValue::String(error_data(&hop.body)),
+        );
+        let attempt = || self.deliver(sink, original.clone(), &seq.namespace, inbound);
+        match retrying(delivery, &self.retries(sink.as_str()), attempt).await {
+            Ok(()) => {
+                self.metrics
+                    .dead_lettered
+                    .get_or_create(&labels(&[("sequence", &seq.name)]))
+                    .inc();
+                tracing::warn!(sequence = %seq.name, error = %failure, sink = %sink, "dead-lettered");
+                Ok(Delivered::DeadLettered {
+                    sink: sink.clone(),
+                    cause: Box::new(failure),
+                })
+            }
+            Err(error) => Err(ChainError::DeadLetter {
+                sink: sink.clone(),
+                cause: Box::new(failure),
+                error,
+            }),
+        }
+    }
+}
