@@ -13,6 +13,7 @@ mod fuzz_corpus;
 mod guests;
 mod hostile;
 mod knative;
+mod layout;
 mod lifecycle;
 mod manifests;
 mod nn;
