@@ -352,5 +352,19 @@ pub fn spec_version(event: &Event) -> &'static str {
     }
 }
 
+/// Headers from (name, value) pairs, for the unit tests of this module and
+/// of the runtime's WIT conversion.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (k, v) in pairs {
+        headers.insert(
+            http::HeaderName::try_from(*k).expect("name"),
+            HeaderValue::from_str(v).expect("value"),
+        );
+    }
+    headers
+}
+
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Unit tests of the CloudEvents HTTP binding: percent-encoding, required attributes, batch and plain bodies refused.
 
 use super::*;
+use crate::event::test_headers as binary;
 
 #[test]
 fn percent_encoding_round_trips_text_and_leaves_stray_percents() {
@@ -25,17 +26,6 @@ fn percent_encoding_round_trips_text_and_leaves_stray_percents() {
     assert_eq!(percent_decode("100%").expect("utf-8"), "100%");
     assert_eq!(percent_decode("%zz%4").expect("utf-8"), "%zz%4");
     assert!(percent_decode("%ff").is_err());
-}
-
-fn binary(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for (k, v) in pairs {
-        headers.insert(
-            http::HeaderName::try_from(*k).expect("name"),
-            HeaderValue::from_str(v).expect("value"),
-        );
-    }
-    headers
 }
 
 #[test]

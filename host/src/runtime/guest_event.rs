@@ -121,19 +121,8 @@ wit_builder!(EventBuilderV03);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{from_http, spec_version, to_http};
+    use crate::event::{from_http, spec_version, test_headers as binary, to_http};
     use http::{HeaderMap, HeaderValue};
-
-    fn binary(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (k, v) in pairs {
-            headers.insert(
-                http::HeaderName::try_from(*k).expect("name"),
-                HeaderValue::from_str(v).expect("value"),
-            );
-        }
-        headers
-    }
 
     #[test]
     fn binary_event_round_trips_through_wit() {
