@@ -122,7 +122,6 @@ wit_builder!(EventBuilderV03);
 mod tests {
     use super::*;
     use crate::event::{from_http, spec_version, test_headers as binary, to_http};
-    use http::{HeaderMap, HeaderValue};
 
     #[test]
     fn binary_event_round_trips_through_wit() {
