@@ -4,7 +4,7 @@
 
 use cloudevents::Event;
 
-use super::RegistryError;
+use super::error::RegistryError;
 use crate::runtime::StepComponent;
 use crate::runtime::guest_event::{from_wit, to_wit};
 

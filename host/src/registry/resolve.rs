@@ -11,7 +11,8 @@ use url::Url;
 
 use crate::manifest::{DeliverySpec, Destination, Location, SequenceDoc, parse_duration};
 
-use super::{RegistryError, WasmStep};
+use super::error::RegistryError;
+use super::step::WasmStep;
 
 /// How refs that are not WasmSteps become URLs, as Knative resolves them.
 #[derive(Debug, Clone)]

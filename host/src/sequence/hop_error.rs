@@ -3,7 +3,6 @@
 //! the `Retry-After` honoured, the error data a dead-letter sink receives,
 //! and how a whole chain ends ([`Delivered`], [`ChainError`]).
 
-use super::ERROR_DATA_MAX;
 use crate::runtime::StepFailure;
 use base64::Engine as _;
 use bytes::Bytes;
@@ -12,6 +11,10 @@ use http::{HeaderMap, StatusCode};
 use std::time::Duration;
 use thiserror::Error;
 use url::Url;
+
+/// `knativeerrordata` is cut to this many base64 characters
+/// (eventing `KnativeErrorDataExtensionMaxLength`).
+pub const ERROR_DATA_MAX: usize = 1024;
 
 /// A failed call to one hop (a step or a sink).
 #[derive(Debug, Error, Clone, PartialEq)]

@@ -11,9 +11,10 @@
 mod calls;
 mod hop_error;
 mod inbound;
+mod retry;
 
 pub use hop_error::{
-    ChainError, Delivered, HopError, HopErrorKind, error_data, is_retryable_status,
+    ChainError, Delivered, ERROR_DATA_MAX, HopError, HopErrorKind, error_data, is_retryable_status,
 };
 pub use inbound::{Inbound, TraceContext};
 
@@ -23,7 +24,6 @@ mod tests;
 use crate::metrics::{Metrics, labels};
 use crate::registry::{Delivery, Sequence, StepTarget};
 use bytes::Bytes;
-use calls::retrying;
 use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
 use http_body_util::Full;
@@ -31,6 +31,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
+use retry::retrying;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,10 +43,6 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(300);
 /// Largest response body read from a remote step or sink. A response event
 /// larger than an inbound one is a misbehaving peer; refusing it bounds memory.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
-
-/// `knativeerrordata` is cut to this many base64 characters
-/// (eventing `KnativeErrorDataExtensionMaxLength`).
-pub const ERROR_DATA_MAX: usize = 1024;
 
 /// Calls steps and sinks; one per host, sharing one pooled HTTP client.
 pub struct Dispatcher {
