@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::{Location, ManifestError, ObjectMeta, parse_duration};
+use super::error::{Location, ManifestError, ObjectMeta};
+use super::units::parse_duration;
 
 /// A Knative Sequence, as `flows.knative.dev/v1` defines it.
 #[derive(Debug, Clone, Deserialize)]

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::step_limits::StepLimits;
 
-use super::{Location, ObjectMeta};
+use super::error::{Location, ObjectMeta};
 
 /// A WasmStep: binds a step name to a component.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::step_limits::StepLimits;
 
-use super::wasm_step::StepSettings;
-use super::{
-    ComponentSource, LimitsSpec, Location, ManifestError, RollbackSpec, TrafficSpec, WasmStepDoc,
-    parse_duration, parse_quantity,
+use super::error::{Location, ManifestError};
+use super::units::{parse_duration, parse_quantity};
+use super::wasm_step::{
+    ComponentSource, LimitsSpec, RollbackSpec, StepSettings, TrafficSpec, WasmStepDoc,
 };
 
 /// Check a WasmStep against every rule and return what the rules derived,
