@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwapOption;
 use tokio::sync::MutexGuard;
 
-use super::{Registry, WasmStep};
+use super::build::Registry;
+use super::step::WasmStep;
 
 /// The live configuration, the lock that serialises its changes, and why
 /// the last manifest reload failed.

@@ -7,11 +7,12 @@ use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Step, StepPre};
+use super::bindings::{Step, StepPre, WitEvent, WitStepError};
+use super::config::GUEST_LOG_CAPACITY;
+use super::error::StepFailure;
 use super::guest_log::GuestLog;
 use super::nn::StepModels;
 use super::store::{StepState, arm_deadline, limited_store};
-use super::{GUEST_LOG_CAPACITY, Runtime, RuntimeError, StepFailure, WitEvent, WitStepError};
 use crate::event::MAX_EXTENSIONS;
 use crate::metrics::instantiate_seconds;
 use crate::step_limits::StepLimits;
@@ -57,23 +58,6 @@ impl StepComponent {
     pub fn with_warm_instances(mut self) -> Self {
         self.warm = Some(Arc::default());
         self
-    }
-
-    /// Compile other bytes with this component's settings (limits, config,
-    /// model grant, instance reuse): a new version of the same step.
-    /// CPU-heavy: call it off the async reactor.
-    pub fn compile_new_version(
-        &self,
-        runtime: &Runtime,
-        origin: &str,
-        bytes: &[u8],
-    ) -> Result<StepComponent, RuntimeError> {
-        let mut compiled = runtime.compile(origin, bytes, self.limits, (*self.config).clone())?;
-        compiled.models = self.models.clone();
-        if self.warm.is_some() {
-            compiled = compiled.with_warm_instances();
-        }
-        Ok(compiled)
     }
 
     /// Instantiate once without calling `handle`: what a new version must

@@ -5,7 +5,7 @@
 use cloudevents::event::{EventBuilder, EventBuilderV03, EventBuilderV10, ExtensionValue};
 use cloudevents::{AttributesReader, Data, Event};
 
-use super::WitEvent;
+use super::bindings::WitEvent;
 use crate::event::{EventError, valid_extension_name, validate};
 
 /// The WIT record a step receives for `event`.

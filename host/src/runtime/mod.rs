@@ -13,6 +13,7 @@
 //! `guest_event.rs` converts between the WIT record and the SDK's event;
 //! `nn/` implements wasi:nn on a view type the store hands out.
 
+mod bindings;
 mod component;
 mod config;
 mod error;
@@ -22,6 +23,7 @@ pub mod nn;
 mod preinit;
 mod store;
 
+pub use bindings::{WitEvent, WitStepError};
 pub use component::{MAX_IDLE_WARM, StepComponent};
 pub use config::{
     DEFAULT_KEEP_RESIDENT, DEFAULT_KEEP_RESIDENT_PAGEMAP, EPOCH_TICK, GUEST_LOG_CAPACITY,
@@ -45,17 +47,6 @@ use guest_log::GuestLog;
 use nn::{InferencePool, NnView, StepModels};
 use store::{deterministic_wasi, limited_store};
 
-mod bindings {
-    //! Host bindings generated from `wit/step.wit`.
-    #![allow(missing_docs)]
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "step",
-        exports: { default: async },
-    });
-}
-
-pub use bindings::stephost::step::types::{CloudEvent as WitEvent, StepError as WitStepError};
 use bindings::{Step, StepPre};
 
 /// The engine and linker shared by every step; built once at start.
@@ -134,6 +125,24 @@ impl Runtime {
     /// The engine configuration this runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// Compile other bytes with `template`'s settings (limits, config, model
+    /// grant, instance reuse): a new version of the same step.
+    /// CPU-heavy: call it off the async reactor.
+    pub fn compile_new_version(
+        &self,
+        template: &StepComponent,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<StepComponent, RuntimeError> {
+        let mut compiled =
+            self.compile(origin, bytes, template.limits, (*template.config).clone())?;
+        compiled.models = template.models.clone();
+        if template.warm.is_some() {
+            compiled = compiled.with_warm_instances();
+        }
+        Ok(compiled)
     }
 
     /// Compile a component from a file. CPU-heavy: call it off the async reactor.

@@ -154,7 +154,7 @@ async fn upload(
     let origin = format!("admin upload {step_name}/{version}");
     let compile_bytes = bytes.clone();
     let compiled = tokio::task::spawn_blocking(move || {
-        template.compile_new_version(&runtime, &origin, &compile_bytes)
+        runtime.compile_new_version(&template, &origin, &compile_bytes)
     })
     .await
     .map_err(|e| {

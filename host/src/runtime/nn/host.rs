@@ -5,13 +5,13 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use super::bindings::{
+use super::resources::bindings::{
     self,
     wasi::nn::errors::ErrorCode,
     wasi::nn::graph::{ExecutionTarget, GraphEncoding},
     wasi::nn::tensor::TensorType,
 };
-use super::tract::{TractGraph, to_wasi};
+use super::tract::TractGraph;
 use super::*;
 use tract_onnx::prelude::{TValue, TVec, Tensor as TractTensor};
 use wasmtime::component::Resource;
@@ -201,7 +201,7 @@ impl bindings::wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
                     format!("input tensor {name:?} given twice"),
                 ));
             }
-            let converted = graph.convert(index, tensor);
+            let converted = tensor.to_tract(&graph, index);
             match converted {
                 Ok(t) => slots[index] = Some(t),
                 Err(e) => return self.nn_fail(e),
@@ -254,7 +254,7 @@ impl bindings::wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
         };
         let mut named = Vec::with_capacity(outputs.len());
         for (i, value) in outputs.iter().enumerate() {
-            let tensor = match to_wasi(value) {
+            let tensor = match NnTensor::from_tract(value) {
                 Ok(t) => t,
                 Err(e) => return self.nn_fail(e),
             };

@@ -18,61 +18,29 @@
 //! implement directly. As in wasmtime's own wasi-nn, the host side sits on a
 //! view type ([`NnView`]) the embedder hands out of its store, never on the
 //! embedder's store type, so this module imports nothing of the runtime.
+//!
+//! `tract.rs` is the backend (tract only), `resources.rs` the WIT bindings and
+//! the resources they name, `host.rs` the host calls on [`NnView`].
 
 mod host;
+mod resources;
 mod tract;
 
+pub use resources::{NnContext, NnError, NnGraph, NnTensor};
 use tract::TractGraph;
-pub use tract::{LoadedModel, load_onnx};
+pub use tract::{LoadedModel, ModelError, load_onnx};
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use thiserror::Error;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasData, ResourceTable};
-
-pub(crate) mod bindings {
-    //! Host bindings generated from the vendored `wit/deps/wasi-nn`.
-    #![allow(missing_docs)]
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "wasi:nn/ml",
-        imports: {
-            "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
-            "wasi:nn/graph.load": async | trappable,
-            default: trappable,
-        },
-        with: {
-            "wasi:nn/graph.graph": super::NnGraph,
-            "wasi:nn/tensor.tensor": super::NnTensor,
-            "wasi:nn/inference.graph-execution-context": super::NnContext,
-            "wasi:nn/errors.error": super::NnError,
-        },
-    });
-}
-
-use bindings::wasi::nn::errors::ErrorCode;
-use bindings::wasi::nn::tensor::TensorType;
 
 /// Default cap on the elements of one input tensor: 1 Mi elements (8 MiB of
 /// i64) is far above a 512-token sequence yet stops a guest from making the
 /// host allocate without bound. A model's manifest entry can lower it.
 pub const DEFAULT_MAX_INPUT_ELEMENTS: usize = 1 << 20;
-
-/// Why a model could not be loaded at start.
-#[derive(Debug, Error)]
-pub enum ModelError {
-    /// tract could not parse or optimise the graph.
-    #[error("{origin}: not a model tract can run: {message}")]
-    Tract {
-        /// Where the model came from (path or builtin name).
-        origin: String,
-        /// tract's reason.
-        message: String,
-    },
-}
 
 /// Bounds how many inferences run at once, host-wide: each takes a core for
 /// milliseconds, so more at once than there are cores only adds latency and
@@ -147,36 +115,6 @@ impl StepModels {
     }
 }
 
-/// A graph handle held by a guest.
-pub struct NnGraph(Arc<TractGraph>);
-
-/// A guest's execution context on a graph.
-pub struct NnContext(Arc<TractGraph>);
-
-/// A tensor held by the host for a guest (inputs before `compute`, outputs after).
-pub struct NnTensor {
-    dimensions: Vec<u32>,
-    ty: TensorType,
-    data: Vec<u8>,
-}
-
-/// A wasi-nn error resource: a code the guest can branch on and a message
-/// that says what to fix.
-#[derive(Debug)]
-pub struct NnError {
-    code: ErrorCode,
-    message: String,
-}
-
-impl NnError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
 /// The wasi:nn state of one store: its grant, the host bytes its tensors
 /// hold (capped), and the event's deadline.
 pub struct NnState {
@@ -230,5 +168,5 @@ pub fn add_to_linker<T: Send + 'static>(
     linker: &mut wasmtime::component::Linker<T>,
     view: fn(&mut T) -> NnView<'_>,
 ) -> wasmtime::Result<()> {
-    bindings::Ml::add_to_linker::<T, HasNnView>(linker, view)
+    resources::bindings::Ml::add_to_linker::<T, HasNnView>(linker, view)
 }

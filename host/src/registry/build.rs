@@ -1,0 +1,282 @@
+//! [`Registry::build`]: a validated manifest compiled and resolved into one
+//! immutable configuration — every WasmStep's versions compiled, granted
+//! their models, checked to go live; every Sequence resolved.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::error::RegistryError;
+use super::gate::StepGate;
+use super::go_live::{self, go_live};
+use super::resolve::{Resolver, Sequence, StepTarget, resolve_sequence};
+use super::step::{RollbackPolicy, StepVersion, Traffic, WasmStep, component_digest};
+use crate::manifest::{ComponentSource, Location, Manifest, ModelSource, WasmStepDoc};
+use crate::runtime::nn::{LoadedModel, StepModels};
+use crate::runtime::{Runtime, RuntimeError};
+
+/// The whole live configuration.
+#[derive(Clone)]
+pub struct Registry {
+    /// Sequences by name.
+    pub sequences: BTreeMap<String, Arc<Sequence>>,
+    /// Compiled Wasm steps by name (served at `/steps/{name}`).
+    pub steps: BTreeMap<String, Arc<WasmStep>>,
+}
+
+/// Bytes of a built-in component by name, and the names that exist.
+pub trait Builtins {
+    /// The component called `name`.
+    fn get(&self, name: &str) -> Option<&'static [u8]>;
+    /// Every name, for error messages.
+    fn names(&self) -> Vec<&'static str>;
+    /// The bytes of built-in model `name` (`builtin:<name>` in `spec.models`).
+    fn model(&self, _name: &str) -> Option<&'static [u8]> {
+        None
+    }
+    /// Every built-in model name, for error messages.
+    fn model_names(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
+}
+
+impl Registry {
+    /// Compile every WasmStep and resolve every Sequence. CPU-heavy
+    /// (compilation): call it off the async reactor.
+    pub fn build(
+        manifest: &Manifest,
+        runtime: &Runtime,
+        resolver: &Resolver,
+        builtins: &dyn Builtins,
+    ) -> Result<Self, RegistryError> {
+        let mut steps = BTreeMap::new();
+        // A model file granted to several steps is optimised once.
+        let mut models: HashMap<ModelSource, LoadedModel> = HashMap::new();
+        for doc in &manifest.wasm_steps {
+            let step = build_step(doc, runtime, builtins, &mut models)?;
+            steps.insert(step.name.clone(), Arc::new(step));
+        }
+        let mut sequences = BTreeMap::new();
+        for doc in &manifest.sequences {
+            let seq = resolve_sequence(doc, &steps, resolver)?;
+            sequences.insert(seq.name.clone(), Arc::new(seq));
+        }
+        Ok(Self { sequences, steps })
+    }
+
+    /// A copy of this configuration with `step` replaced (by name) in the
+    /// step table and in every Sequence that runs it. The original is not
+    /// touched: events that entered with it finish on it.
+    pub fn with_step(&self, step: WasmStep) -> Registry {
+        let step = Arc::new(step);
+        let mut steps = self.steps.clone();
+        steps.insert(step.name.clone(), step.clone());
+        let sequences = self
+            .sequences
+            .iter()
+            .map(|(name, seq)| {
+                let mut seq = (**seq).clone();
+                for s in &mut seq.steps {
+                    if let StepTarget::Wasm(w) = &s.target
+                        && w.name == step.name
+                    {
+                        s.target = StepTarget::Wasm(step.clone());
+                    }
+                }
+                (name.clone(), Arc::new(seq))
+            })
+            .collect();
+        Registry { sequences, steps }
+    }
+
+    /// The Sequence `POST /` runs: the only one there is.
+    pub fn default_sequence(&self) -> Option<&Arc<Sequence>> {
+        match self.sequences.len() {
+            1 => self.sequences.values().next(),
+            _ => None,
+        }
+    }
+}
+
+/// One WasmStep: its model grant, every version compiled and checked, its
+/// traffic split, rollback policy and gate.
+fn build_step(
+    doc: &WasmStepDoc,
+    runtime: &Runtime,
+    builtins: &dyn Builtins,
+    models: &mut HashMap<ModelSource, LoadedModel>,
+) -> Result<WasmStep, RegistryError> {
+    let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
+    let limits = doc.limits();
+    // Before compiling: refusing a step must not cost a Cranelift run.
+    if limits.memory > runtime.config().max_memory {
+        return Err(RegistryError::Component {
+            at: at.clone(),
+            source: RuntimeError::Compile {
+                origin: "spec.limits.memory".into(),
+                message: format!(
+                    "{} bytes is above the host's --max-step-memory of {} bytes",
+                    limits.memory,
+                    runtime.config().max_memory
+                ),
+            },
+        });
+    }
+    let step_models = grant_models(doc, &at, runtime, builtins, models)?;
+    let smoke_event = doc.smoke_event().cloned().map(Arc::new);
+    let mut versions = Vec::new();
+    for (version, source) in doc.versions() {
+        let (origin, bytes) = source_bytes(&source, |n| builtins.get(n)).map_err(|e| match e {
+            SourceError::Read { path, source } => RegistryError::Component {
+                at: at.clone(),
+                source: RuntimeError::Read { path, source },
+            },
+            SourceError::UnknownBuiltin(name) => RegistryError::UnknownBuiltin {
+                at: at.clone(),
+                name,
+                known: builtins.names().join(", "),
+            },
+        })?;
+        let compiled = runtime
+            .compile(&origin, &bytes, limits, doc.config_pairs())
+            .map_err(|source| RegistryError::Component {
+                at: at.clone(),
+                source,
+            })?;
+        let compiled = if doc.spec.reuse_instances {
+            compiled.with_warm_instances()
+        } else {
+            compiled
+        };
+        let compiled = match &step_models {
+            Some(m) => compiled.with_models(m.clone()),
+            None => compiled,
+        };
+        go_live::block_on(go_live(&compiled, smoke_event.as_deref()))
+            .map_err(go_live::NotLive::Blocked)
+            .and_then(|r| r)
+            .map_err(|failed| failed.into_registry_error(&at, &version))?;
+        versions.push(StepVersion {
+            name: version,
+            component: compiled,
+            digest: component_digest(&bytes),
+            stats: Arc::default(),
+        });
+    }
+    let version_names: Vec<&str> = versions.iter().map(|v| v.name.as_str()).collect();
+    let traffic = Traffic::from_specs(&doc.spec.traffic, &version_names);
+    Ok(WasmStep {
+        name: doc.name().to_string(),
+        traffic,
+        versions,
+        previous_traffic: Vec::new(),
+        smoke_event,
+        rollback: doc
+            .spec
+            .rollback
+            .as_ref()
+            .zip(doc.rollback_window())
+            .map(|(r, window)| RollbackPolicy {
+                max_error_rate: r.max_error_rate,
+                window,
+                min_events: r.min_events,
+            }),
+        changed: None,
+        gate: Arc::new(StepGate::new(limits.concurrency, limits.max_queue)),
+    })
+}
+
+/// The step's wasi:nn grant (`None` without models or `allowModelLoad`);
+/// each model file is optimised once across steps (`models`).
+fn grant_models(
+    doc: &WasmStepDoc,
+    at: &str,
+    runtime: &Runtime,
+    builtins: &dyn Builtins,
+    models: &mut HashMap<ModelSource, LoadedModel>,
+) -> Result<Option<StepModels>, RegistryError> {
+    let grants = doc.models();
+    if grants.is_empty() && !doc.spec.allow_model_load {
+        return Ok(None);
+    }
+    let mut graphs = HashMap::new();
+    for (name, source) in grants {
+        let loaded = match models.get(&source) {
+            Some(loaded) => loaded.clone(),
+            None => {
+                let loaded =
+                    load_model(builtins, &source).map_err(|message| RegistryError::Model {
+                        at: at.to_string(),
+                        name: name.clone(),
+                        message,
+                    })?;
+                tracing::info!(
+                    step = doc.name(),
+                    model = %name,
+                    load_ms = loaded.load_time.as_millis() as u64,
+                    "model loaded and optimised"
+                );
+                models.insert(source.clone(), loaded.clone());
+                loaded
+            }
+        };
+        graphs.insert(name, loaded);
+    }
+    Ok(Some(StepModels::new(
+        graphs,
+        doc.spec.allow_model_load,
+        runtime.inference_pool(),
+    )))
+}
+
+/// Why a component's or model's bytes could not be had.
+enum SourceError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// `builtin:<name>` names nothing built in.
+    UnknownBuiltin(String),
+}
+
+/// The bytes a source names, with the origin logs and errors show: a file
+/// read from disk, or a built-in looked up with `builtin`.
+fn source_bytes(
+    source: &ComponentSource,
+    builtin: impl Fn(&str) -> Option<&'static [u8]>,
+) -> Result<(String, Cow<'static, [u8]>), SourceError> {
+    match source {
+        ComponentSource::File(path) => {
+            let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok((path.display().to_string(), bytes.into()))
+        }
+        ComponentSource::Builtin(name) => {
+            let bytes = builtin(name).ok_or_else(|| SourceError::UnknownBuiltin(name.clone()))?;
+            Ok((format!("builtin:{name}"), bytes.into()))
+        }
+    }
+}
+
+/// Read and optimise one model for the runtime's inference pool.
+fn load_model(builtins: &dyn Builtins, source: &ModelSource) -> Result<LoadedModel, String> {
+    let (origin, bytes) =
+        source_bytes(&source.source, |n| builtins.model(n)).map_err(|e| match e {
+            SourceError::Read { path, source } => {
+                format!("cannot read model file {path}: {source}")
+            }
+            SourceError::UnknownBuiltin(name) => format!(
+                "no built-in model {name:?} (built in: {})",
+                builtins.model_names().join(", ")
+            ),
+        })?;
+    let max_input_elements = source
+        .max_input_elements
+        .unwrap_or(crate::runtime::nn::DEFAULT_MAX_INPUT_ELEMENTS);
+    crate::runtime::nn::load_onnx(&origin, &bytes, max_input_elements).map_err(|e| e.to_string())
+}

@@ -1,0 +1,12 @@
+//! Host bindings generated from `wit/step.wit` (the `step` world): the
+//! `cloud-event` record and `step-error` a guest exchanges with the host,
+//! and the typed `handle` export.
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "step",
+    exports: { default: async },
+});
+
+pub use stephost::step::types::{CloudEvent as WitEvent, StepError as WitStepError};
