@@ -1,8 +1,9 @@
 //! Unit tests of the door: places given back while away, the FIFO queue,
 //! the burst queue and its cut, the floors of the flags.
 
-use super::*;
 use std::time::Duration;
+
+use super::*;
 
 /// A door whose burst bound is its queue bound (see the burst test).
 fn door(

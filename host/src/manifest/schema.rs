@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::fmt;
-
 use std::path::PathBuf;
 
 use serde_json::{Value, json};

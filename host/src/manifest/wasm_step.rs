@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::step_limits::StepLimits;
-
 use super::error::{Location, ObjectMeta};
+use crate::step_limits::StepLimits;
 
 /// A WasmStep: binds a step name to a component.
 #[derive(Debug, Clone, Deserialize)]

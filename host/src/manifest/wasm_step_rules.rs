@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use crate::step_limits::StepLimits;
-
 use super::error::{Location, ManifestError};
 use super::units::{parse_duration, parse_quantity};
 use super::wasm_step::{
     ComponentSource, LimitsSpec, RollbackSpec, StepSettings, TrafficSpec, WasmStepDoc,
 };
+use crate::step_limits::StepLimits;
 
 /// Check a WasmStep against every rule and return what the rules derived,
 /// typed, so nothing parses the same text again later.

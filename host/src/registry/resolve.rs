@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::manifest::{DeliverySpec, Destination, Location, SequenceDoc, parse_duration};
-
 use super::error::RegistryError;
 use super::step::WasmStep;
+use crate::manifest::{DeliverySpec, Destination, Location, SequenceDoc, parse_duration};
 
 /// How refs that are not WasmSteps become URLs, as Knative resolves them.
 #[derive(Debug, Clone)]

@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::gate::StepGate;
 use crate::manifest::TrafficSpec;
 use crate::runtime::StepComponent;
-
-use super::gate::StepGate;
 
 /// A compiled WasmStep.
 #[derive(Clone)]

@@ -42,12 +42,11 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::step_limits::StepLimits;
+use bindings::{Step, StepPre};
 use config::{EpochTicker, engine_config};
 use guest_log::GuestLog;
 use nn::{InferencePool, NnView, StepModels};
 use store::{deterministic_wasi, limited_store};
-
-use bindings::{Step, StepPre};
 
 /// The engine and linker shared by every step; built once at start.
 pub struct Runtime {

@@ -2,6 +2,12 @@
 //! a remote step, reply or dead-letter sink over HTTP (bounded response,
 //! timeout per attempt), each retried per the hop's `delivery`.
 
+use bytes::Bytes;
+use cloudevents::Event;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use url::Url;
+
 use super::hop_error::*;
 use super::inbound::random_u64;
 use super::*;
@@ -10,11 +16,6 @@ use crate::metrics::labels;
 use crate::registry::{StepTarget, StepVersion};
 use crate::runtime::StepFailure;
 use crate::runtime::guest_event::{from_wit, to_wit};
-use bytes::Bytes;
-use cloudevents::Event;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use url::Url;
 
 impl Dispatcher {
     /// Call one step once: `Some(event)` to forward, `None` when it dropped

@@ -3,14 +3,16 @@
 //! the `Retry-After` honoured, the error data a dead-letter sink receives,
 //! and how a whole chain ends ([`Delivered`], [`ChainError`]).
 
-use crate::runtime::StepFailure;
+use std::time::Duration;
+
 use base64::Engine as _;
 use bytes::Bytes;
 use cloudevents::Event;
 use http::{HeaderMap, StatusCode};
-use std::time::Duration;
 use thiserror::Error;
 use url::Url;
+
+use crate::runtime::StepFailure;
 
 /// `knativeerrordata` is cut to this many base64 characters
 /// (eventing `KnativeErrorDataExtensionMaxLength`).

@@ -2,8 +2,9 @@
 //! pass-through headers, the W3C trace context (a new span per outgoing
 //! request), `Stephost-Step-Tag` version tags, and this host's own URL.
 
-use crate::registry::{StepVersion, WasmStep};
 use http::HeaderMap;
+
+use crate::registry::{StepVersion, WasmStep};
 
 /// What travels from the inbound request to every hop.
 #[derive(Debug, Clone, Default)]

@@ -21,8 +21,9 @@ pub use inbound::{Inbound, TraceContext};
 #[cfg(test)]
 mod tests;
 
-use crate::metrics::{Metrics, labels};
-use crate::registry::{Delivery, Sequence, StepTarget};
+use std::sync::Arc;
+use std::time::Duration;
+
 use bytes::Bytes;
 use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
@@ -31,9 +32,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
+
+use crate::metrics::{Metrics, labels};
+use crate::registry::{Delivery, Sequence, StepTarget};
 use retry::retrying;
-use std::sync::Arc;
-use std::time::Duration;
 
 /// Bound of one call to a remote step or sink when the delivery spec sets no
 /// `timeout`: Knative Serving's default revision timeout (300 s), the longest a

@@ -1,8 +1,9 @@
 //! Retrying one hop per its `delivery`: each attempt bounded by its timeout,
 //! retryable failures retried after the backoff or an honoured `Retry-After`.
 
-use prometheus_client::metrics::counter::Counter;
 use std::future::Future;
+
+use prometheus_client::metrics::counter::Counter;
 
 use super::hop_error::{HopError, timed_out};
 use crate::registry::Delivery;

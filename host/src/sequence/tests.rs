@@ -1,8 +1,9 @@
 //! Unit tests of the delivery rules: selective retry, backoff, error data, trace context.
 
+use http::{HeaderMap, HeaderValue};
+
 use super::*;
 use crate::registry::BackoffPolicy;
-use http::{HeaderMap, HeaderValue};
 
 #[test]
 fn selective_retry_matches_knative() {

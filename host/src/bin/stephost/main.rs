@@ -8,8 +8,6 @@ use std::sync::Arc;
 
 mod flags;
 
-use flags::{Cli, Command, EngineArgs, ResolveArgs, ServeArgs};
-
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use stephost::admission::{Admission, AdmissionLimits};
@@ -20,6 +18,8 @@ use stephost::manifest::{Manifest, parse_duration, parse_quantity};
 use stephost::registry::{Registry, Resolver};
 use stephost::runtime::{Runtime, RuntimeConfig};
 use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
+
+use flags::{Cli, Command, EngineArgs, ResolveArgs, ServeArgs};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();

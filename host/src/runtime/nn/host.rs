@@ -5,6 +5,9 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use tract_onnx::prelude::{TValue, TVec, Tensor as TractTensor};
+use wasmtime::component::Resource;
+
 use super::resources::bindings::{
     self,
     wasi::nn::errors::ErrorCode,
@@ -13,8 +16,6 @@ use super::resources::bindings::{
 };
 use super::tract::TractGraph;
 use super::*;
-use tract_onnx::prelude::{TValue, TVec, Tensor as TractTensor};
-use wasmtime::component::Resource;
 
 type NnResult<T> = wasmtime::Result<Result<T, Resource<NnError>>>;
 
