@@ -1,4 +1,5 @@
-//! Unit tests of the CloudEvents HTTP binding: percent-encoding, required attributes, batch and plain bodies refused.
+//! Unit tests of the CloudEvents HTTP binding: percent-encoding, required
+//! attributes, batch and plain bodies refused.
 
 use super::*;
 use crate::event::test_headers as binary;

@@ -21,6 +21,7 @@ pub use inbound::{Inbound, TraceContext};
 #[cfg(test)]
 mod tests;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,71 +125,108 @@ impl Dispatcher {
         mut event: Event,
         inbound: &Inbound,
     ) -> Result<Delivered, ChainError> {
-        let mut last_delivery = Delivery::default();
         // The last step's input, kept for the dead-letter sink of the reply hop.
         let mut last_input: Option<Event> = None;
         let mut versions: Vec<(String, String)> = Vec::new();
-        for (index, step) in seq.steps.iter().enumerate() {
-            // One version per step per event, kept across retries.
-            let version = match &step.target {
-                StepTarget::Wasm(w) => Some(inbound.version_to_run(w)),
-                StepTarget::Remote(_) => None,
-            };
-            let attempt = || {
-                self.call_step(
-                    &step.target,
-                    version,
-                    event.clone(),
-                    &seq.namespace,
-                    inbound,
-                )
-            };
-            let retries = self.retries(&step.target.label());
-            let result = retrying(&step.delivery, &retries, attempt).await;
-            if let (Some(v), StepTarget::Wasm(w)) = (version, &step.target) {
-                versions.push((w.name.clone(), v.name.clone()));
+        for index in 0..seq.steps.len() {
+            match self
+                .run_step(seq, index, &event, inbound, &mut versions)
+                .await
+            {
+                ControlFlow::Continue(next) => {
+                    last_input = Some(std::mem::replace(&mut event, next));
+                }
+                ControlFlow::Break(ended) => return ended,
             }
-            match result {
-                Ok(Some(next)) => last_input = Some(std::mem::replace(&mut event, next)),
-                Ok(None) => {
-                    return Ok(Delivered::Dropped {
-                        step: index,
-                        label: step.target.label(),
-                    });
-                }
-                Err(error) if error.is_shed() => {
-                    return Err(ChainError::Step {
-                        index,
-                        label: step.target.label(),
-                        error,
-                    });
-                }
-                Err(error) => {
-                    let dest = match &step.target {
-                        StepTarget::Wasm(w) => format!("{}/steps/{}", inbound.self_base, w.name),
-                        StepTarget::Remote(url) => url.to_string(),
-                    };
-                    let failure = ChainError::Step {
-                        index,
-                        label: step.target.label(),
-                        error,
-                    };
-                    return self
-                        .dead_letter(&step.delivery, event, &dest, failure, seq, inbound)
-                        .await;
-                }
-            }
-            last_delivery = step.delivery.clone();
         }
         self.stamp_versions(&mut event, &versions);
+        self.reply(seq, event, last_input, inbound).await
+    }
+
+    /// Step `index` of `seq` on `event`, retried per its delivery: its output
+    /// to go on with, or how the run ended (dropped on purpose, shed, or
+    /// dead-lettered). Records the version that ran in `versions`.
+    async fn run_step(
+        &self,
+        seq: &Sequence,
+        index: usize,
+        event: &Event,
+        inbound: &Inbound,
+        versions: &mut Vec<(String, String)>,
+    ) -> ControlFlow<Result<Delivered, ChainError>, Event> {
+        let step = &seq.steps[index];
+        // One version per step per event, kept across retries.
+        let version = match &step.target {
+            StepTarget::Wasm(w) => Some(inbound.version_to_run(w)),
+            StepTarget::Remote(_) => None,
+        };
+        let attempt = || {
+            self.call_step(
+                &step.target,
+                version,
+                event.clone(),
+                &seq.namespace,
+                inbound,
+            )
+        };
+        let retries = self.retries(&step.target.label());
+        let result = retrying(&step.delivery, &retries, attempt).await;
+        if let (Some(v), StepTarget::Wasm(w)) = (version, &step.target) {
+            versions.push((w.name.clone(), v.name.clone()));
+        }
+        let error = match result {
+            Ok(Some(next)) => return ControlFlow::Continue(next),
+            Ok(None) => {
+                return ControlFlow::Break(Ok(Delivered::Dropped {
+                    step: index,
+                    label: step.target.label(),
+                }));
+            }
+            Err(error) => error,
+        };
+        let shed = error.is_shed();
+        let failure = ChainError::Step {
+            index,
+            label: step.target.label(),
+            error,
+        };
+        if shed {
+            return ControlFlow::Break(Err(failure));
+        }
+        let dest = match &step.target {
+            StepTarget::Wasm(w) => format!("{}/steps/{}", inbound.self_base, w.name),
+            StepTarget::Remote(url) => url.to_string(),
+        };
+        ControlFlow::Break(
+            self.dead_letter(&step.delivery, event.clone(), &dest, failure, seq, inbound)
+                .await,
+        )
+    }
+
+    /// The reply hop: `event` to the Sequence's `reply` under the last step's
+    /// delivery, or back to the sender when there is none.
+    async fn reply(
+        &self,
+        seq: &Sequence,
+        mut event: Event,
+        last_input: Option<Event>,
+        inbound: &Inbound,
+    ) -> Result<Delivered, ChainError> {
         let Some(url) = &seq.reply else {
             return Ok(Delivered::Returned(Box::new(event)));
         };
         for (name, value) in &seq.reply_overrides {
             event.set_extension(name, ExtensionValue::String(value.clone()));
         }
+        // The reply hop runs under the last step's delivery (a Sequence has
+        // at least one step).
+        let delivery = seq
+            .steps
+            .last()
+            .map(|s| s.delivery.clone())
+            .unwrap_or_default();
         let attempt = || self.deliver(url, event.clone(), &seq.namespace, inbound);
-        match retrying(&last_delivery, &self.retries(url.as_str()), attempt).await {
+        match retrying(&delivery, &self.retries(url.as_str()), attempt).await {
             Ok(()) => Ok(Delivered::Replied(url.clone())),
             Err(error) => {
                 let failure = ChainError::Reply {
@@ -196,18 +234,10 @@ impl Dispatcher {
                     error,
                 };
                 // As in Knative, the dead-letter sink gets the original input
-                // of the hop whose reply failed: the last step's input (a
-                // Sequence has at least one step, so it exists).
+                // of the hop whose reply failed: the last step's input.
                 let original = last_input.unwrap_or(event);
-                self.dead_letter(
-                    &last_delivery,
-                    original,
-                    url.as_str(),
-                    failure,
-                    seq,
-                    inbound,
-                )
-                .await
+                self.dead_letter(&delivery, original, url.as_str(), failure, seq, inbound)
+                    .await
             }
         }
     }

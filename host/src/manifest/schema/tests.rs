@@ -1,4 +1,5 @@
-//! Unit tests of the CRD checks: real Knative documents pass, each kind of violation is reported with its path.
+//! Unit tests of the CRD checks: real Knative documents pass, each kind of
+//! violation is reported with its path.
 
 use super::*;
 

@@ -177,81 +177,14 @@ impl bindings::wasi::nn::inference::HostGraphExecutionContext for NnView<'_> {
             self.nn.tensor_bytes = self.nn.tensor_bytes.saturating_sub(tensor.data.len());
             owned.push((name, tensor));
         }
-        // Match each named input to the graph's, checking it on the way.
-        let mut slots: Vec<Option<TractTensor>> = vec![None; graph.inputs.len()];
-        for (name, tensor) in &owned {
-            let index = graph
-                .inputs
-                .iter()
-                .position(|(n, _)| n == name)
-                .or_else(|| {
-                    name.parse::<usize>()
-                        .ok()
-                        .filter(|i| *i < graph.inputs.len())
-                });
-            let Some(index) = index else {
-                let known = graph.input_names();
-                return self.nn_fail(NnError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("unknown input tensor {name:?}; this model takes {known}"),
-                ));
-            };
-            if slots[index].is_some() {
-                return self.nn_fail(NnError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("input tensor {name:?} given twice"),
-                ));
-            }
-            let converted = tensor.to_tract(&graph, index);
-            match converted {
-                Ok(t) => slots[index] = Some(t),
-                Err(e) => return self.nn_fail(e),
-            }
-        }
-        let missing: Vec<&str> = slots
-            .iter()
-            .zip(&graph.inputs)
-            .filter(|(t, _)| t.is_none())
-            .map(|(_, (n, _))| n.as_str())
-            .collect();
-        if !missing.is_empty() {
-            let message = format!("missing input tensor(s): {}", missing.join(", "));
-            return self.nn_fail(NnError::new(ErrorCode::InvalidArgument, message));
-        }
-        let values: TVec<TValue> = slots.into_iter().flatten().map(TValue::from).collect();
-        let plan = graph.plan.clone();
-        let job = self
-            .nn
-            .models
-            .pool
-            .run(move || std::panic::catch_unwind(AssertUnwindSafe(|| plan.run(values))));
-        let outcome = match self.nn.deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), job).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    return self.nn_fail(NnError::new(
-                        ErrorCode::Timeout,
-                        "inference did not finish before the step's timeout",
-                    ));
-                }
-            },
-            None => job.await,
+        let values = match graph_inputs(&graph, &owned) {
+            Ok(values) => values,
+            Err(e) => return self.nn_fail(e),
         };
-        let outputs = match outcome {
-            Ok(Ok(Ok(outputs))) => outputs,
-            Ok(Ok(Err(e))) => {
-                return self.nn_fail(NnError::new(
-                    ErrorCode::RuntimeError,
-                    format!("inference failed: {e:#}"),
-                ));
-            }
-            Ok(Err(_)) => {
-                return self.nn_fail(NnError::new(
-                    ErrorCode::RuntimeError,
-                    "inference failed: tract panicked on these inputs",
-                ));
-            }
-            Err(message) => return self.nn_fail(NnError::new(ErrorCode::RuntimeError, message)),
+        let pool = self.nn.models.pool.clone();
+        let outputs = match infer(&pool, self.nn.deadline, &graph, values).await {
+            Ok(outputs) => outputs,
+            Err(e) => return self.nn_fail(e),
         };
         let mut named = Vec::with_capacity(outputs.len());
         for (i, value) in outputs.iter().enumerate() {
@@ -290,4 +223,83 @@ impl bindings::wasi::nn::errors::HostError for NnView<'_> {
         self.table.delete(error)?;
         Ok(())
     }
+}
+
+/// Run `graph` on `values` on the inference `pool`, within the event's
+/// `deadline`; a tract error or panic is a `runtime-error`.
+async fn infer(
+    pool: &InferencePool,
+    deadline: Option<std::time::Instant>,
+    graph: &TractGraph,
+    values: TVec<TValue>,
+) -> Result<TVec<TValue>, NnError> {
+    let plan = graph.plan.clone();
+    let job = pool.run(move || std::panic::catch_unwind(AssertUnwindSafe(|| plan.run(values))));
+    let outcome = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), job)
+            .await
+            .map_err(|_| {
+                NnError::new(
+                    ErrorCode::Timeout,
+                    "inference did not finish before the step's timeout",
+                )
+            })?,
+        None => job.await,
+    };
+    match outcome {
+        Ok(Ok(Ok(outputs))) => Ok(outputs),
+        Ok(Ok(Err(e))) => Err(NnError::new(
+            ErrorCode::RuntimeError,
+            format!("inference failed: {e:#}"),
+        )),
+        Ok(Err(_)) => Err(NnError::new(
+            ErrorCode::RuntimeError,
+            "inference failed: tract panicked on these inputs",
+        )),
+        Err(message) => Err(NnError::new(ErrorCode::RuntimeError, message)),
+    }
+}
+
+/// The guest's named input tensors in `graph`'s input order, each checked
+/// (by name, or by index as a name; none unknown, twice or missing).
+fn graph_inputs(
+    graph: &TractGraph,
+    inputs: &[(String, NnTensor)],
+) -> Result<TVec<TValue>, NnError> {
+    let invalid = |message: String| NnError::new(ErrorCode::InvalidArgument, message);
+    let mut slots: Vec<Option<TractTensor>> = vec![None; graph.inputs.len()];
+    for (name, tensor) in inputs {
+        let index = graph
+            .inputs
+            .iter()
+            .position(|(n, _)| n == name)
+            .or_else(|| {
+                name.parse::<usize>()
+                    .ok()
+                    .filter(|i| *i < graph.inputs.len())
+            });
+        let Some(index) = index else {
+            let known = graph.input_names();
+            return Err(invalid(format!(
+                "unknown input tensor {name:?}; this model takes {known}"
+            )));
+        };
+        if slots[index].is_some() {
+            return Err(invalid(format!("input tensor {name:?} given twice")));
+        }
+        slots[index] = Some(tensor.to_tract(graph, index)?);
+    }
+    let missing: Vec<&str> = slots
+        .iter()
+        .zip(&graph.inputs)
+        .filter(|(t, _)| t.is_none())
+        .map(|(_, (n, _))| n.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(invalid(format!(
+            "missing input tensor(s): {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(slots.into_iter().flatten().map(TValue::from).collect())
 }
