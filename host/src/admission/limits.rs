@@ -54,6 +54,9 @@ pub fn workers() -> usize {
 /// A `--max-*` flag below what the host must be able to run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimitError {
+    /// No event could ever be admitted.
+    #[error("--max-in-flight must be at least 1")]
+    NoInFlight,
     /// The running limit would leave workers idle while events wait.
     #[error(
         "--max-running {given} is below the {workers} events this host runs at once \
@@ -94,13 +97,61 @@ impl AdmissionLimits {
     /// bench/RESULTS.md (overload) compares these with longer queues and
     /// more running places.
     pub fn defaults(workers: usize) -> Self {
-        let max_running = workers.clamp(1, DEFAULT_MAX_IN_FLIGHT);
-        Self {
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        Self::filled(
+            workers,
+            DEFAULT_MAX_IN_FLIGHT,
+            None,
+            None,
+            None,
+            DEFAULT_QUEUE_TIMEOUT,
+        )
+    }
+
+    /// The limits an operator's flags ask for (`None` = flag not given),
+    /// checked against the floors. What is not given follows what is: the
+    /// running places are the CPUs but at most `--max-in-flight`, the queue
+    /// is the running places, the burst queue at least [`DEFAULT_MAX_BURST`]
+    /// and at least both.
+    pub fn from_flags(
+        workers: usize,
+        max_in_flight: usize,
+        max_running: Option<usize>,
+        max_queue: Option<usize>,
+        max_burst: Option<usize>,
+        queue_timeout: Duration,
+    ) -> Result<Self, LimitError> {
+        if max_in_flight == 0 {
+            return Err(LimitError::NoInFlight);
+        }
+        let limits = Self::filled(
+            workers,
+            max_in_flight,
             max_running,
-            max_queue: max_running,
-            max_burst: DEFAULT_MAX_BURST.max(max_running),
-            queue_timeout: DEFAULT_QUEUE_TIMEOUT,
+            max_queue,
+            max_burst,
+            queue_timeout,
+        );
+        limits.check(workers)?;
+        Ok(limits)
+    }
+
+    /// Fill in what is not given (see [`AdmissionLimits::from_flags`]).
+    fn filled(
+        workers: usize,
+        max_in_flight: usize,
+        max_running: Option<usize>,
+        max_queue: Option<usize>,
+        max_burst: Option<usize>,
+        queue_timeout: Duration,
+    ) -> Self {
+        let max_running = max_running.unwrap_or(workers.clamp(1, max_in_flight.max(1)));
+        let max_queue = max_queue.unwrap_or(max_running);
+        Self {
+            max_in_flight,
+            max_running,
+            max_queue,
+            max_burst: max_burst.unwrap_or(DEFAULT_MAX_BURST.max(max_running).max(max_queue)),
+            queue_timeout,
         }
     }
 

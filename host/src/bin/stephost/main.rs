@@ -213,27 +213,14 @@ fn validate(files: Vec<PathBuf>, engine: EngineArgs, resolve: ResolveArgs) -> Re
 
 /// The admission door from the flags (see `stephost::admission`).
 fn admission(args: &ServeArgs, queue_timeout: std::time::Duration) -> Result<Admission> {
-    if args.max_in_flight == 0 {
-        bail!("--max-in-flight must be at least 1");
-    }
-    let workers = stephost::admission::workers();
-    let defaults = AdmissionLimits::defaults(workers);
-    let max_running = args
-        .max_running
-        .unwrap_or(defaults.max_running.min(args.max_in_flight));
-    let max_queue = args.max_queue.unwrap_or(max_running);
-    let limits = AdmissionLimits {
-        max_in_flight: args.max_in_flight,
-        max_running,
-        max_queue,
-        max_burst: args.max_burst.unwrap_or(
-            stephost::admission::DEFAULT_MAX_BURST
-                .max(max_running)
-                .max(max_queue),
-        ),
+    let limits = AdmissionLimits::from_flags(
+        stephost::admission::workers(),
+        args.max_in_flight,
+        args.max_running,
+        args.max_queue,
+        args.max_burst,
         queue_timeout,
-    };
-    limits.check(workers)?;
+    )?;
     tracing::info!(
         max_in_flight = limits.max_in_flight,
         max_running = limits.max_running,
