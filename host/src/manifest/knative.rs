@@ -3,6 +3,7 @@
 //! Knative's CRDs name them, and the rules each must meet.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -172,9 +173,36 @@ pub struct DeliverySpec {
     /// `json` or `binary`; validated, no effect on a Sequence (as in Knative).
     #[serde(default)]
     pub format: Option<String>,
+    /// What the rules derived from the fields above at load (see
+    /// [`DeliverySettings`]).
+    #[serde(skip)]
+    pub settings: DeliverySettings,
 }
 
-pub(super) fn validate_sequence(doc: &SequenceDoc, at: &Location) -> Result<(), ManifestError> {
+/// What a `delivery`'s rules derived from it once it passed them, typed, so
+/// nothing parses its durations again.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliverySettings {
+    /// `backoffPolicy`.
+    pub backoff_policy: Option<BackoffPolicy>,
+    /// `backoffDelay`.
+    pub backoff_delay: Option<Duration>,
+    /// `timeout` (greater than zero).
+    pub timeout: Option<Duration>,
+    /// `retryAfterMax`.
+    pub retry_after_max: Option<Duration>,
+}
+
+/// How `backoffDelay` grows between retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackoffPolicy {
+    /// `delay · k` before retry k.
+    Linear,
+    /// `delay · 2^(k−1)` before retry k.
+    Exponential,
+}
+
+pub(super) fn validate_sequence(doc: &mut SequenceDoc, at: &Location) -> Result<(), ManifestError> {
     if doc.metadata.name.is_empty() {
         return Err(ManifestError::field(at, "metadata.name", "missing"));
     }
@@ -185,14 +213,14 @@ pub(super) fn validate_sequence(doc: &SequenceDoc, at: &Location) -> Result<(), 
             "missing: a Sequence needs at least one step",
         ));
     }
-    for (i, step) in doc.spec.steps.iter().enumerate() {
+    for (i, step) in doc.spec.steps.iter_mut().enumerate() {
         let field = format!("spec.steps[{i}]");
         validate_destination(&step.destination(), at, &field)?;
-        if let Some(delivery) = &step.delivery {
-            validate_delivery(delivery, at, &format!("{field}.delivery"))?;
+        if let Some(delivery) = &mut step.delivery {
+            delivery.settings = validate_delivery(delivery, at, &format!("{field}.delivery"))?;
         }
     }
-    if let Some(template) = &doc.spec.channel_template {
+    if let Some(template) = &mut doc.spec.channel_template {
         if template.kind.is_empty() || template.api_version.is_empty() {
             return Err(ManifestError::field(
                 at,
@@ -200,8 +228,9 @@ pub(super) fn validate_sequence(doc: &SequenceDoc, at: &Location) -> Result<(), 
                 "kind and apiVersion must not be empty",
             ));
         }
-        if let Some(delivery) = template.spec.as_ref().and_then(|s| s.delivery.as_ref()) {
-            validate_delivery(delivery, at, "spec.channelTemplate.spec.delivery")?;
+        if let Some(delivery) = template.spec.as_mut().and_then(|s| s.delivery.as_mut()) {
+            delivery.settings =
+                validate_delivery(delivery, at, "spec.channelTemplate.spec.delivery")?;
         }
     }
     if let Some(reply) = &doc.spec.reply {
@@ -265,7 +294,11 @@ fn validate_destination(d: &Destination, at: &Location, field: &str) -> Result<(
 }
 
 /// Knative's DeliverySpec validation (eventing apis/duck/v1/delivery_types.go).
-fn validate_delivery(d: &DeliverySpec, at: &Location, field: &str) -> Result<(), ManifestError> {
+fn validate_delivery(
+    d: &DeliverySpec,
+    at: &Location,
+    field: &str,
+) -> Result<DeliverySettings, ManifestError> {
     if let Some(retry) = d.retry
         && retry < 0
     {
@@ -275,33 +308,38 @@ fn validate_delivery(d: &DeliverySpec, at: &Location, field: &str) -> Result<(),
             format!("must be >= 0, got {retry}"),
         ));
     }
-    if let Some(policy) = &d.backoff_policy
-        && policy != "linear"
-        && policy != "exponential"
-    {
+    let backoff_policy = match d.backoff_policy.as_deref() {
+        None => None,
+        Some("linear") => Some(BackoffPolicy::Linear),
+        Some("exponential") => Some(BackoffPolicy::Exponential),
+        Some(policy) => {
+            return Err(ManifestError::field(
+                at,
+                format!("{field}.backoffPolicy"),
+                format!("must be \"linear\" or \"exponential\", got {policy:?}"),
+            ));
+        }
+    };
+    let duration =
+        |name: &str, value: &Option<String>| -> Result<Option<Duration>, ManifestError> {
+            value
+                .as_deref()
+                .map(|text| {
+                    parse_duration(text)
+                        .map_err(|e| ManifestError::field(at, format!("{field}.{name}"), e))
+                })
+                .transpose()
+        };
+    let backoff_delay = duration("backoffDelay", &d.backoff_delay)?;
+    let timeout = duration("timeout", &d.timeout)?;
+    if timeout.is_some_and(|t| t.is_zero()) {
         return Err(ManifestError::field(
             at,
-            format!("{field}.backoffPolicy"),
-            format!("must be \"linear\" or \"exponential\", got {policy:?}"),
+            format!("{field}.timeout"),
+            "must be greater than zero",
         ));
     }
-    for (name, value) in [
-        ("backoffDelay", &d.backoff_delay),
-        ("timeout", &d.timeout),
-        ("retryAfterMax", &d.retry_after_max),
-    ] {
-        if let Some(text) = value {
-            let parsed = parse_duration(text)
-                .map_err(|e| ManifestError::field(at, format!("{field}.{name}"), e))?;
-            if name == "timeout" && parsed.is_zero() {
-                return Err(ManifestError::field(
-                    at,
-                    format!("{field}.timeout"),
-                    "must be greater than zero",
-                ));
-            }
-        }
-    }
+    let retry_after_max = duration("retryAfterMax", &d.retry_after_max)?;
     if let Some(format) = &d.format
         && format != "json"
         && format != "binary"
@@ -315,5 +353,10 @@ fn validate_delivery(d: &DeliverySpec, at: &Location, field: &str) -> Result<(),
     if let Some(sink) = &d.dead_letter_sink {
         validate_destination(sink, at, &format!("{field}.deadLetterSink"))?;
     }
-    Ok(())
+    Ok(DeliverySettings {
+        backoff_policy,
+        backoff_delay,
+        timeout,
+        retry_after_max,
+    })
 }

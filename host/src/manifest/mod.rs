@@ -21,8 +21,8 @@ mod wasm_step_rules;
 
 pub use error::{Location, ManifestError, ObjectMeta};
 pub use knative::{
-    ChannelSpec, ChannelTemplate, DeliverySpec, Destination, KReference, SequenceDoc, SequenceSpec,
-    SequenceStep,
+    BackoffPolicy, ChannelSpec, ChannelTemplate, DeliverySettings, DeliverySpec, Destination,
+    KReference, SequenceDoc, SequenceSpec, SequenceStep,
 };
 pub use units::{parse_duration, parse_quantity};
 pub use wasm_step::{
@@ -91,7 +91,7 @@ impl Manifest {
                 (Some(SEQUENCE_API), Some("Sequence")) => {
                     let mut doc: SequenceDoc = typed(value, &at)?;
                     doc.at = Some(at.clone());
-                    validate_sequence(&doc, &at)?;
+                    validate_sequence(&mut doc, &at)?;
                     manifest.sequences.push(doc);
                 }
                 (Some(WASMSTEP_API), Some("WasmStep")) => {

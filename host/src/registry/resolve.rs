@@ -11,7 +11,7 @@ use url::Url;
 
 use super::error::RegistryError;
 use super::step::WasmStep;
-use crate::manifest::{DeliverySpec, Destination, Location, SequenceDoc, parse_duration};
+use crate::manifest::{BackoffPolicy, DeliverySpec, Destination, Location, SequenceDoc};
 
 /// How refs that are not WasmSteps become URLs, as Knative resolves them.
 #[derive(Debug, Clone)]
@@ -68,15 +68,6 @@ pub struct Hop {
     pub target: StepTarget,
     /// The step's own delivery, else the channel template's, else one attempt.
     pub delivery: Delivery,
-}
-
-/// How `backoffDelay` grows between retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackoffPolicy {
-    /// `delay · k` before retry k.
-    Linear,
-    /// `delay · 2^(k−1)` before retry k.
-    Exponential,
 }
 
 /// A resolved Knative DeliverySpec: what happens when a hop fails.
@@ -217,13 +208,7 @@ fn resolve_delivery(
     let Some(spec) = spec else {
         return Ok(Delivery::default());
     };
-    // Durations were validated with the manifest; `ok()` cannot drop a value.
-    let duration = |d: &Option<String>| d.as_deref().and_then(|t| parse_duration(t).ok());
-    let policy = match spec.backoff_policy.as_deref() {
-        Some("linear") => Some(BackoffPolicy::Linear),
-        Some("exponential") => Some(BackoffPolicy::Exponential),
-        _ => None,
-    };
+    let settings = &spec.settings;
     let dead_letter_sink = match &spec.dead_letter_sink {
         Some(dest) => Some(resolve(
             dest,
@@ -237,9 +222,9 @@ fn resolve_delivery(
     };
     Ok(Delivery {
         retry: u32::try_from(spec.retry.unwrap_or(0).max(0)).unwrap_or(u32::MAX),
-        backoff: policy.zip(duration(&spec.backoff_delay)),
-        timeout: duration(&spec.timeout),
-        retry_after_max: duration(&spec.retry_after_max),
+        backoff: settings.backoff_policy.zip(settings.backoff_delay),
+        timeout: settings.timeout,
+        retry_after_max: settings.retry_after_max,
         dead_letter_sink,
     })
 }

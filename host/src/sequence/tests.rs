@@ -3,7 +3,7 @@
 use http::{HeaderMap, HeaderValue};
 
 use super::*;
-use crate::registry::BackoffPolicy;
+use crate::manifest::BackoffPolicy;
 
 #[test]
 fn selective_retry_matches_knative() {
