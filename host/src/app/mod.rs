@@ -21,7 +21,6 @@ use thiserror::Error;
 
 use crate::manifest::Manifest;
 use crate::registry::{Registry, RegistryError, Resolver};
-use crate::runtime::Runtime;
 use crate::server::{self, AppState, ConnectionLimits};
 use builtin::EmbeddedGuests;
 use reload::Reloader;
@@ -34,8 +33,6 @@ pub struct ServeConfig {
     pub watched: Vec<PathBuf>,
     /// How often they are read; zero turns reloading off.
     pub watch_interval: Duration,
-    /// The engine every configuration is compiled with.
-    pub runtime: Arc<Runtime>,
     /// How Destinations become URLs.
     pub resolver: Resolver,
     /// The state every request handler shares (not ready yet).
@@ -77,7 +74,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         manifest,
         watched,
         watch_interval,
-        runtime,
         resolver,
         state,
         addr,
@@ -85,6 +81,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         connection_limits,
     } = config;
     let state = Arc::new(state);
+    let runtime = state.runtime.clone();
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Listen { addr, source })?;
@@ -116,7 +113,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         .map_err(|e| ServeError::Task("compile", e.to_string()))??;
     log_sequences(&registry);
     state.live.change().await.install(registry);
-    let _ = state.runtime.set(runtime.clone());
     tokio::spawn(rollback::rollback_watchdog(state.clone()));
     tracing::info!("ready");
     if !watched.is_empty() && !watch_interval.is_zero() {

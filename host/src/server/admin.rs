@@ -142,11 +142,7 @@ async fn upload(
         "--max-component-bytes",
     )
     .await?;
-    let runtime = state
-        .runtime
-        .get()
-        .cloned()
-        .ok_or_else(|| fail(StatusCode::SERVICE_UNAVAILABLE, "not ready yet"))?;
+    let runtime = state.runtime.clone();
     let change = state.live.change().await;
     let registry = ready(change.current())?;
     let step = step_of(&registry, &step_name)?;
@@ -167,10 +163,12 @@ async fn upload(
     go_live(&compiled, step.smoke_event.as_deref())
         .await
         .map_err(|e| fail(StatusCode::UNPROCESSABLE_ENTITY, e.describe(&version)))?;
+    let digest = component_digest(&bytes);
+    tracing::info!(step = %step_name, %version, %digest, "admin: version uploaded");
     let new_version = StepVersion {
         name: version.clone(),
         component: compiled,
-        digest: component_digest(&bytes),
+        digest,
         stats: Arc::default(),
     };
     let mut updated = (*step).clone();
@@ -178,7 +176,6 @@ async fn upload(
         Some(i) => updated.versions[i] = new_version,
         None => updated.versions.push(new_version),
     }
-    tracing::info!(step = %step_name, %version, digest = %component_digest(&bytes), "admin: version uploaded");
     Ok(axum::Json(publish(&change, &registry, updated)).into_response())
 }
 

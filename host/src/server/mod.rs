@@ -69,7 +69,7 @@ async fn options() -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Some((hits, misses)) = state.runtime.get().and_then(|r| r.cache_stats()) {
+    if let Some((hits, misses)) = state.runtime.cache_stats() {
         state.metrics.set_compile_cache(hits, misses);
     }
     let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);

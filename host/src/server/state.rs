@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::admission::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
 use crate::registry::LiveConfig;
+use crate::runtime::Runtime;
 use crate::sequence::Dispatcher;
 
 /// 30 s: hyper's own default header timeout and above Knative's 10 s
@@ -32,8 +33,8 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Largest component the admin API accepts.
     pub max_component_bytes: usize,
-    /// The runtime, for compiling admin uploads (set once compiled).
-    pub runtime: std::sync::OnceLock<Arc<crate::runtime::Runtime>>,
+    /// The engine every configuration and admin upload is compiled with.
+    pub runtime: Arc<Runtime>,
     /// Admission: events (Sequence runs and step calls) in progress at once.
     pub admission: Arc<Admission>,
     /// How long a request body may take to arrive (408 beyond).
@@ -78,8 +79,9 @@ impl AppState {
         self
     }
 
-    /// State with no configuration loaded yet (not ready).
-    pub fn new(max_event_bytes: usize) -> Self {
+    /// State with no configuration loaded yet (not ready), compiling with
+    /// `runtime`.
+    pub fn new(max_event_bytes: usize, runtime: Arc<Runtime>) -> Self {
         let metrics = Arc::new(Metrics::new());
         Self {
             live: LiveConfig::default(),
@@ -88,7 +90,7 @@ impl AppState {
             metrics,
             admin_token: None,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
-            runtime: std::sync::OnceLock::new(),
+            runtime,
             admission: Arc::new(Admission::new(AdmissionLimits::defaults(
                 crate::admission::workers(),
             ))),

@@ -277,13 +277,13 @@ fn serve(args: ServeArgs) -> Result<()> {
     let tokio = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     // The OTLP exporter spawns its sender task: build the state inside the runtime.
     let _inside = tokio.enter();
+    let runtime = Arc::new(Runtime::new(runtime_config(&args.engine)?)?);
     let config = ServeConfig {
         manifest: load_manifest(&args.manifests)?,
         watched: args.manifests.clone(),
         watch_interval,
-        runtime: Arc::new(Runtime::new(runtime_config(&args.engine)?)?),
         resolver: resolver(&args.resolve)?,
-        state: AppState::new(max_event_bytes)
+        state: AppState::new(max_event_bytes, runtime)
             .with_versions_extension(!args.no_versions_extension)
             .with_otlp(stephost::otlp::Exporter::from_env())
             .with_admission(admission)
