@@ -44,6 +44,7 @@ pub struct SpanRecord {
 /// Queues spans for the background exporter.
 #[derive(Clone)]
 pub struct Exporter {
+    /// Finished spans for the sender task; bounded, so a slow collector costs spans, never events.
     queue: mpsc::Sender<SpanRecord>,
 }
 

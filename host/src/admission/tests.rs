@@ -23,7 +23,9 @@ fn door(
 
 /// An event on its own task: admitted, it runs until `release` fires.
 struct Holder {
+    /// Ends the held event when sent (or dropped).
     release: tokio::sync::oneshot::Sender<()>,
+    /// The event: how the door answered it.
     task: tokio::task::JoinHandle<Result<(), Overloaded>>,
 }
 

@@ -77,7 +77,9 @@ const CRDS: &[(&str, &str)] = &[
 #[derive(Debug, Error)]
 #[error("knative/crds/{file}: {message}")]
 pub struct SchemaError {
+    /// The CRD file that would not load.
     file: String,
+    /// Why.
     message: String,
 }
 
@@ -98,6 +100,7 @@ impl fmt::Display for Violation {
 
 /// Compiled validators by (apiVersion, kind).
 pub struct KnativeSchemas {
+    /// One compiled schema per (apiVersion, kind), built once.
     validators: HashMap<(String, String), jsonschema::Validator>,
 }
 

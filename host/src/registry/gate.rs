@@ -10,9 +10,13 @@ use std::sync::Arc;
 /// (429) instead of queueing without bound.
 #[derive(Debug)]
 pub struct StepGate {
+    /// One permit per call that may run at once (`limits.concurrency`).
     places: Arc<tokio::sync::Semaphore>,
+    /// Calls waiting for a permit now, to refuse beyond `limits.maxQueue`.
     waiting: std::sync::atomic::AtomicUsize,
+    /// `limits.concurrency`, for the refusal message.
     concurrency: usize,
+    /// `limits.maxQueue`.
     max_queue: usize,
 }
 

@@ -54,7 +54,9 @@ pub fn preinitialize<T: Send + 'static>(
 /// What wizer needs to read an initialised instance: calls to the accessor
 /// functions its instrumentation exported.
 struct Snapshotting<'a, T: 'static> {
+    /// The store the component was instantiated in.
     store: &'a mut Store<T>,
+    /// The instance whose state is snapshotted.
     instance: Instance,
 }
 

@@ -183,6 +183,7 @@ async fn upload(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrafficBody {
+    /// The new split, as in a manifest's `spec.traffic`.
     traffic: Vec<TrafficSpec>,
 }
 

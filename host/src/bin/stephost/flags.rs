@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
     about = "Runs Knative Sequence steps as WebAssembly components"
 )]
 pub(crate) struct Cli {
+    // What to do.
     #[command(subcommand)]
     pub(crate) command: Command,
 }
@@ -115,8 +116,10 @@ pub(crate) struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub(crate) log_format: String,
+    // How components are compiled and run.
     #[command(flatten)]
     pub(crate) engine: EngineArgs,
+    // How refs to Knative objects become URLs.
     #[command(flatten)]
     pub(crate) resolve: ResolveArgs,
 }

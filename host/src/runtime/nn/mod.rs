@@ -46,6 +46,7 @@ pub const DEFAULT_MAX_INPUT_ELEMENTS: usize = 1 << 20;
 /// milliseconds, so more at once than there are cores only adds latency and
 /// memory. Waiting guests wait asynchronously; they hold no thread.
 pub struct InferencePool {
+    /// One permit per inference that may run at once.
     permits: Arc<Semaphore>,
 }
 
@@ -82,8 +83,11 @@ impl InferencePool {
 /// and whether it may `load` bytes of its own.
 #[derive(Clone)]
 pub struct StepModels {
+    /// Granted models by the name `load-by-name` uses; shared, optimised once.
     graphs: Arc<HashMap<String, Arc<TractGraph>>>,
+    /// Whether `load` of the step's own bytes is allowed (`allowModelLoad`).
     allow_load: bool,
+    /// Where this step's inferences run (host-wide bound).
     pool: Arc<InferencePool>,
 }
 
@@ -118,9 +122,13 @@ impl StepModels {
 /// The wasi:nn state of one store: its grant, the host bytes its tensors
 /// hold (capped), and the event's deadline.
 pub struct NnState {
+    /// What this store may load.
     models: StepModels,
+    /// Host bytes held by this store's tensors now.
     tensor_bytes: usize,
+    /// The most they may hold (the step's memory limit).
     max_tensor_bytes: usize,
+    /// When the event's time is up: inference still running then fails with `timeout`.
     deadline: Option<Instant>,
 }
 

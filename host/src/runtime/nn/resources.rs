@@ -40,8 +40,11 @@ pub struct NnContext(pub(super) Arc<TractGraph>);
 
 /// A tensor held by the host for a guest (inputs before `compute`, outputs after).
 pub struct NnTensor {
+    /// Shape, outermost first.
     pub(super) dimensions: Vec<u32>,
+    /// Element type.
     pub(super) ty: TensorType,
+    /// Elements as little-endian bytes (counted against the store's tensor budget).
     pub(super) data: Vec<u8>,
 }
 
@@ -163,7 +166,9 @@ fn le<const N: usize, T>(bytes: &[u8], from: fn([u8; N]) -> T) -> Vec<T> {
 /// that says what to fix.
 #[derive(Debug)]
 pub struct NnError {
+    /// What a guest can branch on.
     pub(super) code: ErrorCode,
+    /// What to fix, for the step's user.
     pub(super) message: String,
 }
 

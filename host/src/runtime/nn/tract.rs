@@ -29,6 +29,7 @@ pub enum ModelError {
 /// A model, optimised and ready: what a granted name resolves to.
 #[derive(Clone)]
 pub struct LoadedModel {
+    /// The optimised model, shared by every step granted it.
     pub(super) graph: Arc<TractGraph>,
     /// How long parsing and optimising took (reported at start).
     pub load_time: Duration,
@@ -57,6 +58,7 @@ pub(super) type Plan = Arc<TypedRunnableModel>;
 
 /// One optimised model: tract's plan plus what inputs it takes.
 pub(super) struct TractGraph {
+    /// tract's runnable plan, shared by concurrent inferences.
     pub(super) plan: Plan,
     /// (name, element type) of each input, in the graph's order.
     pub(super) inputs: Vec<(String, DatumType)>,
