@@ -9,7 +9,6 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::path::Path;
 
 use cloudevents::{EventBuilder, EventBuilderV10};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -51,9 +50,11 @@ fn bench(c: &mut Criterion) {
         })
         .expect("runtime");
         for (guest, path) in [("dropper", DROPPER), ("appender", APPENDER)] {
+            let bytes = std::fs::read(path).expect("test guest built by build.rs");
             let step = runtime
-                .compile_file(
-                    Path::new(path),
+                .compile(
+                    path,
+                    &bytes,
                     StepLimits::default(),
                     vec![("suffix".into(), "-b".into())],
                 )

@@ -33,7 +33,6 @@ pub use error::{RuntimeError, StepFailure};
 pub use preinit::wants_preinit;
 pub use store::StepState;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -142,20 +141,6 @@ impl Runtime {
             compiled = compiled.with_warm_instances();
         }
         Ok(compiled)
-    }
-
-    /// Compile a component from a file. CPU-heavy: call it off the async reactor.
-    pub fn compile_file(
-        &self,
-        path: &Path,
-        limits: StepLimits,
-        config: Vec<(String, String)>,
-    ) -> Result<StepComponent, RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|source| RuntimeError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        self.compile(&path.display().to_string(), &bytes, limits, config)
     }
 
     /// Compile a component and check it implements the step world.
