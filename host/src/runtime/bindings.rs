@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use stephost::step::types::{CloudEvent as WitEvent, StepError as WitStepError};
+pub use self::stephost::step::types::{CloudEvent as WitEvent, StepError as WitStepError};
