@@ -453,3 +453,56 @@ async fn soak_ten_thousand_events_with_a_flaky_reply_lose_nothing() {
         sender_retries.load(Ordering::Relaxed)
     );
 }
+
+/// Knative's subscription reconciler (`resolveDeadLetterSink`): a step whose
+/// own `delivery` names no dead-letter sink falls back to the channel's,
+/// while its retry settings stay its own (issue #21, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_delivery_without_a_sink_falls_back_to_the_channels_sink() {
+    let channel_dls = Sink::accepting().await;
+    let step_delivery = "{retry: 1, backoffPolicy: linear, backoffDelay: PT0.2S}";
+    let manifest = format!(
+        "{}{}",
+        sequence_with_delivery("merged", &["faulty"], None, step_delivery).replace(
+            "    kind: InMemoryChannel\n",
+            &format!(
+                "    kind: InMemoryChannel\n    spec:\n      delivery:\n        retry: 5\n        \
+                 backoffPolicy: linear\n        backoffDelay: PT2S\n        deadLetterSink:\n          \
+                 uri: \"{}\"\n",
+                channel_dls.url
+            ),
+        ),
+        wasm_step("faulty", FAULTY, &[("mode", "retryable")], "")
+    );
+    let host = Host::start(&manifest, &[]).await;
+    let started = Instant::now();
+    let out = post(
+        &format!("{}/sequences/merged", host.url),
+        &ce_headers("merge-1", "text/plain"),
+        "x",
+    )
+    .await;
+    // Dead-lettered to the channel's sink: delivered, so 202.
+    assert_eq!(out.status, 202, "{}", out.text());
+    let got = channel_dls.received();
+    assert_eq!(
+        got.len(),
+        1,
+        "the channel's dead-letter sink gets the event"
+    );
+    assert_eq!(got[0].header("ce-id"), "merge-1");
+    assert!(
+        got[0]
+            .header("ce-knativeerrordest")
+            .ends_with("/steps/faulty"),
+        "{}",
+        got[0].header("ce-knativeerrordest")
+    );
+    // The step's own retry (1 retry after 0.2 s) applied, not the channel's
+    // (5 retries, 2 s apart: 30 s).
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}: the channel's retry settings were used",
+        started.elapsed()
+    );
+}

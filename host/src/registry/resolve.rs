@@ -91,18 +91,20 @@ impl Delivery {
     /// The wait before retry `k` (1-based), without Retry-After.
     ///
     /// Linear waits `delay·k`, exponential `delay·2^(k−1)`: 0.1 s gives
-    /// 0.1, 0.2, 0.3 s (linear) and 0.1, 0.2, 0.4 s (exponential). Knative's
+    /// 0.1, 0.2, 0.3 s (linear) and 0.1, 0.2, 0.4 s (exponential); every
+    /// wait is capped at [`MAX_BACKOFF`]. Knative's
     /// code makes the first linear retry immediate (go-retryablehttp counts
     /// from 0), which its docs do not describe; we follow the docs.
     pub fn backoff(&self, k: u32) -> Duration {
-        match self.backoff {
+        let wait = match self.backoff {
             None => Duration::ZERO,
             Some((BackoffPolicy::Linear, delay)) => delay.saturating_mul(k),
             Some((BackoffPolicy::Exponential, delay)) => {
                 let factor = 1u32.checked_shl(k.saturating_sub(1)).unwrap_or(u32::MAX);
-                delay.saturating_mul(factor).min(MAX_BACKOFF)
+                delay.saturating_mul(factor)
             }
-        }
+        };
+        wait.min(MAX_BACKOFF)
     }
 }
 
@@ -139,12 +141,20 @@ pub(super) fn resolve_sequence(
         .namespace
         .clone()
         .unwrap_or_else(|| resolver.namespace.clone());
-    let default_delivery = doc
-        .spec
-        .channel_template
-        .as_ref()
-        .and_then(|t| t.spec.as_ref())
-        .and_then(|s| s.delivery.clone());
+    // `channelTemplate.spec.delivery`: the delivery of every step without
+    // its own, and the dead-letter sink of those whose own names none.
+    let channel_delivery = resolve_delivery(
+        doc.spec
+            .channel_template
+            .as_ref()
+            .and_then(|t| t.spec.as_ref())
+            .and_then(|s| s.delivery.as_ref()),
+        &namespace,
+        resolver,
+        &at,
+        "spec.channelTemplate.spec.delivery",
+        steps,
+    )?;
     let mut resolved = Vec::new();
     for (i, step) in doc.spec.steps.iter().enumerate() {
         let bound = match (&step.reference, &step.uri) {
@@ -163,15 +173,22 @@ pub(super) fn resolve_sequence(
                 steps,
             )?),
         };
-        let spec = step.delivery.as_ref().or(default_delivery.as_ref());
-        let field = match step.delivery {
-            Some(_) => format!("spec.steps[{i}].delivery"),
-            None => "spec.channelTemplate.spec.delivery".to_string(),
+        let delivery = match &step.delivery {
+            // Knative merges a step's own delivery with the channel's: the
+            // step's retry settings, the channel's dead-letter sink when the
+            // step names none (subscription reconciler `resolveDeadLetterSink`).
+            Some(own) => {
+                let field = format!("spec.steps[{i}].delivery");
+                let mut delivery =
+                    resolve_delivery(Some(own), &namespace, resolver, &at, &field, steps)?;
+                if delivery.dead_letter_sink.is_none() {
+                    delivery.dead_letter_sink = channel_delivery.dead_letter_sink.clone();
+                }
+                delivery
+            }
+            None => channel_delivery.clone(),
         };
-        resolved.push(Hop {
-            target,
-            delivery: resolve_delivery(spec, &namespace, resolver, &at, &field, steps)?,
-        });
+        resolved.push(Hop { target, delivery });
     }
     let (reply, reply_overrides) = match &doc.spec.reply {
         Some(dest) => (

@@ -35,6 +35,13 @@ fn backoff_is_linear_or_exponential_from_the_first_retry() {
         [100, 200, 400]
     );
     assert_eq!(exp.backoff(200), crate::registry::MAX_BACKOFF);
+    // Every wait is capped, linear ones too (issue #21, item 6): an hour's
+    // delay times the third retry would otherwise be three hours.
+    let hourly = Delivery {
+        backoff: Some((BackoffPolicy::Linear, Duration::from_secs(3600))),
+        ..Delivery::default()
+    };
+    assert_eq!(hourly.backoff(3), crate::registry::MAX_BACKOFF);
     assert_eq!(Delivery::default().backoff(3), Duration::ZERO);
 }
 
