@@ -506,3 +506,54 @@ async fn a_step_delivery_without_a_sink_falls_back_to_the_channels_sink() {
         started.elapsed()
     );
 }
+
+/// A remote step that sends its response head and then stalls mid-body is
+/// cut off by `--remote-timeout` when its delivery sets no `timeout`: the
+/// bound covers the whole exchange, not only the head (issue #21, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_body_that_stalls_is_cut_at_the_remote_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let stalled = tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 64 << 10];
+            let _ = socket.read(&mut buf).await;
+            // A 100-byte body is announced, 5 bytes are sent, then nothing.
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\nce-specversion: 1.0\r\n\
+                      ce-id: r\r\nce-source: /s\r\nce-type: t\r\ncontent-length: 100\r\n\r\nhello",
+                )
+                .await;
+            held.push(socket);
+        }
+    });
+    let manifest = sequence("stall", &[&format!("http://{addr}/")], None);
+    let host = Host::start(&manifest, &["--remote-timeout", "PT1S"]).await;
+    let started = Instant::now();
+    let out = post(
+        &format!("{}/sequences/stall", host.url),
+        &ce_headers("stall-1", "text/plain"),
+        "x",
+    )
+    .await;
+    let took = started.elapsed();
+    assert_eq!(out.status, 500, "{}", out.text());
+    assert!(
+        out.text().contains("--remote-timeout"),
+        "the error names the bound: {}",
+        out.text()
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "cut after {took:?}, want about 1 s"
+    );
+    stalled.abort();
+}

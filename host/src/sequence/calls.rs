@@ -195,17 +195,15 @@ impl Dispatcher {
             headers.insert(HeaderName::from_static("traceparent"), tp);
         }
         // Waiting on the remote is no work for this host's cores.
-        crate::admission::away(async {
-            let response =
-                tokio::time::timeout(DEFAULT_REMOTE_TIMEOUT, self.client.request(request))
-                    .await
-                    .map_err(|_| {
-                        transport(
-                            url,
-                            format!("no response within {DEFAULT_REMOTE_TIMEOUT:?}"),
-                        )
-                    })?
-                    .map_err(|e| transport(url, e))?;
+        // The whole exchange is bounded, a body that stalls after its head
+        // included (a delivery `timeout` bounds the attempt around this too).
+        let limit = self.remote_timeout;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| transport(url, e))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
@@ -213,6 +211,16 @@ impl Dispatcher {
                 .map_err(|e| transport(url, format!("reading the response body: {e}")))?
                 .to_bytes();
             Ok((parts.status, parts.headers, body))
+        };
+        crate::admission::away(async {
+            tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(transport(
+                        url,
+                        format!("no complete response within {limit:?} (--remote-timeout)"),
+                    ))
+                })
         })
         .await
     }

@@ -38,9 +38,10 @@ use crate::metrics::{Metrics, labels};
 use crate::registry::{Delivery, Sequence, StepTarget};
 use retry::retrying;
 
-/// Bound of one call to a remote step or sink when the delivery spec sets no
-/// `timeout`: Knative Serving's default revision timeout (300 s), the longest a
-/// Knative subscriber would be allowed to take by default anyway.
+/// Default bound of one whole call (response body included) to a remote step
+/// or sink when the delivery spec sets no `timeout` (`--remote-timeout`):
+/// Knative Serving's default revision timeout (300 s), the longest a Knative
+/// subscriber would be allowed to take by default anyway.
 pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Largest response body read from a remote step or sink. A response event
@@ -57,6 +58,8 @@ pub struct Dispatcher {
     versions_extension: bool,
     /// Exports a span per step call, when OTLP is configured.
     otlp: Option<crate::otlp::Exporter>,
+    /// Bound of one whole remote call when its delivery sets no `timeout`.
+    remote_timeout: Duration,
 }
 
 impl Default for Dispatcher {
@@ -79,12 +82,20 @@ impl Dispatcher {
             metrics,
             versions_extension: true,
             otlp: None,
+            remote_timeout: DEFAULT_REMOTE_TIMEOUT,
         }
     }
 
     /// Export a span per step call through `exporter`.
     pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
         self.otlp = exporter;
+        self
+    }
+
+    /// Bound every remote call whose delivery sets no `timeout` — the whole
+    /// exchange, a response body that stalls included.
+    pub fn with_remote_timeout(mut self, limit: Duration) -> Self {
+        self.remote_timeout = limit;
         self
     }
 

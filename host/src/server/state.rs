@@ -67,6 +67,12 @@ impl AppState {
         self
     }
 
+    /// Bound remote calls whose delivery sets no `timeout` (`--remote-timeout`).
+    pub fn with_remote_timeout(mut self, limit: std::time::Duration) -> Self {
+        self.dispatcher = self.dispatcher.with_remote_timeout(limit);
+        self
+    }
+
     /// Export a span per step call (OTLP), when configured.
     pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
         self.dispatcher = self.dispatcher.with_otlp(exporter);

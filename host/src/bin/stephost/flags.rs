@@ -63,6 +63,11 @@ pub(crate) struct ServeArgs {
     /// period, so the host exits on its own instead of being killed.
     #[arg(long, default_value = "PT25S")]
     pub(crate) drain_timeout: String,
+    /// The longest (ISO-8601) one call to a remote step, reply or dead-letter
+    /// sink may take, response body included, when its `delivery` sets no
+    /// `timeout`: Knative Serving's default revision timeout.
+    #[arg(long, default_value = "PT300S")]
+    pub(crate) remote_timeout: String,
     /// How often (ISO-8601) the --manifest files are re-read; a change is
     /// compiled and swapped in live (PT0S: never). No effect on the built-in
     /// default manifest.

@@ -241,6 +241,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     let drain_timeout = parse_duration(&args.drain_timeout)
         .map_err(anyhow::Error::msg)
         .context("--drain-timeout")?;
+    let remote_timeout = parse_duration(&args.remote_timeout)
+        .map_err(anyhow::Error::msg)
+        .context("--remote-timeout")?;
+    if remote_timeout.is_zero() {
+        bail!("--remote-timeout must be greater than zero");
+    }
     let max_component_bytes =
         parse_quantity(&yaml_serde::Value::String(args.max_component_bytes.clone()))
             .map_err(anyhow::Error::msg)
@@ -288,6 +294,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             .with_otlp(stephost::otlp::Exporter::from_env())
             .with_admission(admission)
             .with_read_timeout(read_timeout)
+            .with_remote_timeout(remote_timeout)
             .with_admin_token(
                 std::env::var("STEPHOST_ADMIN_TOKEN").ok(),
                 max_component_bytes,
