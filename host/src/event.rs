@@ -84,6 +84,8 @@ pub fn mode(headers: &HeaderMap) -> Mode {
 
 /// Parse one CloudEvent from an HTTP message (request or response).
 pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError> {
+    let encoded = raw_text_percent_encoded(headers);
+    let headers = encoded.as_ref().unwrap_or(headers);
     match mode(headers) {
         Mode::Batch => return Err(EventError::Batch),
         Mode::Unknown => return Err(EventError::NotAnEvent),
@@ -126,6 +128,34 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
     }
     validate(&event)?;
     Ok(event)
+}
+
+/// Binary-mode headers with raw UTF-8 values (what Knative's dispatcher,
+/// sdk-go, writes for non-ASCII attributes) rewritten percent-encoded, as
+/// the CloudEvents HTTP binding writes them, so they read back as the same
+/// text (a literal `%` in a raw value included); `None` when every `ce-*`
+/// value is already visible ASCII. Values that are not UTF-8 stay as they
+/// are and are refused by the parser.
+fn raw_text_percent_encoded(headers: &HeaderMap) -> Option<HeaderMap> {
+    let raw = |name: &http::HeaderName, value: &HeaderValue| {
+        name.as_str().starts_with("ce-")
+            && value.to_str().is_err()
+            && std::str::from_utf8(value.as_bytes()).is_ok()
+    };
+    if !headers.iter().any(|(n, v)| raw(n, v)) {
+        return None;
+    }
+    let mut encoded = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let value = if raw(name, value) {
+            HeaderValue::from_str(&percent_encode(value.as_bytes()))
+                .unwrap_or_else(|_| value.clone())
+        } else {
+            value.clone()
+        };
+        encoded.append(name.clone(), value);
+    }
+    Some(encoded)
 }
 
 /// Required attributes must be present and non-empty (CloudEvents 1.0 §3.1;

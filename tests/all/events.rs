@@ -194,3 +194,29 @@ async fn unicode_attribute_values_survive_binary_mode_percent_encoded() {
     assert_eq!(twice.status, 400, "{}", twice.text());
     assert!(error_of(&twice).contains("ce-note appears more than once"));
 }
+
+/// Knative's dispatcher (sdk-go) writes binary-mode header values raw, so an
+/// event whose subject or extension is non-ASCII arrives as raw UTF-8 once it
+/// passed through a Broker. It must be read as that text, a literal `%`
+/// included, not refused with a 400 no sender retries (issue #21, item 9).
+#[tokio::test]
+async fn raw_utf8_attribute_values_are_read_as_text() {
+    let host = host(&[]).await;
+    let raw = |text: &str| http::HeaderValue::from_bytes(text.as_bytes()).expect("obs-text");
+    let request = http::Request::post(&host.url)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "raw-1")
+        .header("ce-source", "/s")
+        .header("ce-type", "t")
+        .header("ce-subject", raw("café ☕"))
+        .header("ce-note", raw("naïve 100% sûr"))
+        .header("content-type", "text/plain")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"hi")))
+        .expect("request");
+    let out = crate::support::send(request).await.expect("POST");
+    assert_eq!(out.status, 200, "{}", out.text());
+    // Answered percent-encoded (CloudEvents HTTP binding §3.1.3.2): the same text.
+    assert_eq!(out.header("ce-subject"), "caf%C3%A9%20%E2%98%95");
+    assert_eq!(out.header("ce-note"), "na%C3%AFve%20100%25%20s%C3%BBr");
+    assert_eq!(out.text(), "hi-x");
+}

@@ -271,7 +271,9 @@ pub async fn get(url: &str) -> Result<Exchange, String> {
     .await
 }
 
-async fn send(req: http::Request<Full<Bytes>>) -> Result<Exchange, String> {
+/// Send a request built by the caller (headers the helpers above cannot
+/// express, such as raw UTF-8 values).
+pub async fn send(req: http::Request<Full<Bytes>>) -> Result<Exchange, String> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let response = client.request(req).await.map_err(|e| e.to_string())?;
     let (parts, body) = response.into_parts();
