@@ -557,3 +557,36 @@ async fn a_remote_body_that_stalls_is_cut_at_the_remote_timeout() {
     );
     stalled.abort();
 }
+
+/// A deliberate difference from Knative (docs/delivery.md, "Each failure
+/// stays in its hop"): with a dead-letter sink on the first step only, a
+/// failure of the second step is not carried back to the first step's hop
+/// (as InMemoryChannel's synchronous acknowledgement would do); the sender
+/// gets the 5xx and retries the whole event, and the first step's sink
+/// receives nothing (issue #21, item 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_steps_failure_stays_in_its_own_hop() {
+    let first_dls = Sink::accepting().await;
+    let manifest = format!(
+        "---\napiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata:\n  name: two\nspec:\n  \
+         steps:\n    - ref: {{apiVersion: serving.knative.dev/v1, kind: Service, name: first}}\n      \
+         delivery: {{retry: 2, deadLetterSink: {{uri: \"{}\"}}}}\n    - ref: {{apiVersion: \
+         serving.knative.dev/v1, kind: Service, name: faulty}}\n{}{}",
+        first_dls.url,
+        wasm_step("first", APPENDER, &[("suffix", "-first")], ""),
+        wasm_step("faulty", FAULTY, &[("mode", "fatal")], "")
+    );
+    let host = Host::start(&manifest, &[]).await;
+    let out = post(
+        &format!("{}/sequences/two", host.url),
+        &ce_headers("hop-1", "text/plain"),
+        "x",
+    )
+    .await;
+    assert_eq!(out.status, 500, "{}", out.text());
+    assert!(out.text().contains("step 1 (faulty)"), "{}", out.text());
+    assert!(
+        first_dls.received().is_empty(),
+        "the first step's sink is for the first step's failures only"
+    );
+}
