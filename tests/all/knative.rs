@@ -157,3 +157,52 @@ async fn the_configmap_a_cluster_mounts_is_what_the_host_serves() {
     assert_eq!(got[0].header("ce-sentimentresult"), "positive");
     assert_eq!(got[0].header("ce-badwordfilter"), "good");
 }
+
+/// A channel other than InMemoryChannel is accepted but runs with
+/// InMemoryChannel's semantics: `validate` (and every configuration build)
+/// says so; a `ref.address`, which only the cluster can resolve, is refused
+/// with what to write instead (issue #21, item 7).
+#[test]
+fn other_channel_kinds_warn_and_ref_addresses_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kafka.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: k}\nspec:\n  \
+         channelTemplate: {apiVersion: messaging.knative.dev/v1beta1, kind: KafkaChannel}\n  \
+         steps:\n    - uri: http://127.0.0.1:9/\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run_to_end(&["validate", path.to_str().expect("utf-8")]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("spec.channelTemplate: messaging.knative.dev/v1beta1 KafkaChannel")
+            && stderr.contains("InMemoryChannel semantics"),
+        "{stderr}"
+    );
+
+    let path = dir.path().join("address.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: a}\nspec:\n  \
+         steps:\n    - ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: s, \
+         address: internal}\n",
+    )
+    .expect("write");
+    // `validate` refuses it by the CRD schema already; `serve` reads
+    // stephost's own parser, which must not drop the field silently.
+    let (code, _, stderr) = run_to_end(&[
+        "serve",
+        "--port",
+        "0",
+        "--host",
+        "127.0.0.1",
+        "--manifest",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("spec.steps[0]") && stderr.contains("ref.address \"internal\""),
+        "{stderr}"
+    );
+}

@@ -128,6 +128,28 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// What is valid but will not do what a Knative user may expect, one
+    /// line each (document and field first): logged whenever a
+    /// configuration is built (`serve`, reloads, `validate`).
+    pub fn warnings(&self) -> Vec<String> {
+        self.sequences
+            .iter()
+            .filter_map(|doc| {
+                let template = doc.spec.channel_template.as_ref()?;
+                (template.kind != "InMemoryChannel").then(|| {
+                    let at = doc.at.as_ref().map(Location::to_string).unwrap_or_default();
+                    format!(
+                        "{at}: spec.channelTemplate: {} {}: stephost runs every Sequence \
+                         in-process with InMemoryChannel semantics (synchronous, nothing \
+                         persisted between steps), so that channel's durability and \
+                         ordering guarantees do not apply",
+                        template.api_version, template.kind
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// Add another file's documents; names must stay unique.
     pub fn merge(&mut self, other: Manifest) -> Result<(), ManifestError> {
         for seq in other.sequences {

@@ -49,6 +49,9 @@ impl Registry {
         resolver: &Resolver,
         builtins: &dyn Builtins,
     ) -> Result<Self, RegistryError> {
+        for warning in manifest.warnings() {
+            tracing::warn!("{warning}");
+        }
         let mut steps = BTreeMap::new();
         // A model file granted to several steps is optimised once.
         let mut models: HashMap<ModelSource, LoadedModel> = HashMap::new();

@@ -267,6 +267,13 @@ pub fn resolve(
         let uri = dest.uri.as_deref().unwrap_or_default();
         return Url::parse(uri).map_err(|e| fail(format!("uri {uri:?}: {e}")));
     };
+    if let Some(address) = &r.address {
+        return Err(fail(format!(
+            "ref.address {address:?} selects one of {:?}'s `status.addresses`, which only the \
+             cluster knows; stephost cannot resolve it: give that address as `uri` instead",
+            r.name
+        )));
+    }
     let ns = r.namespace.as_deref().unwrap_or(namespace);
     let group = r
         .api_version
