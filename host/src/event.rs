@@ -82,6 +82,24 @@ pub fn mode(headers: &HeaderMap) -> Mode {
     }
 }
 
+/// The content mode of a subscriber's *response*, as Knative's dispatcher
+/// (sdk-go `ReadEncoding`) reads it: binary only when `ce-specversion` holds
+/// a version it knows (1.0, 0.3); a response with any other is no event, so
+/// the chain stops there (eventing `executeRequest`, "non event, discard").
+pub fn response_mode(headers: &HeaderMap) -> Mode {
+    match mode(headers) {
+        Mode::Binary
+            if !matches!(
+                headers.get("ce-specversion").and_then(|v| v.to_str().ok()),
+                Some("1.0" | "0.3")
+            ) =>
+        {
+            Mode::Unknown
+        }
+        other => other,
+    }
+}
+
 /// Parse one CloudEvent from an HTTP message (request or response).
 pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError> {
     let encoded = raw_text_percent_encoded(headers);

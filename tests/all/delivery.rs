@@ -590,3 +590,36 @@ async fn a_later_steps_failure_stays_in_its_own_hop() {
         "the first step's sink is for the first step's failures only"
     );
 }
+
+/// A remote step answering 2xx with a `ce-specversion` Knative does not
+/// know sent no event (sdk-go `ReadEncoding` finds no encoding): the chain
+/// stops there, as a drop, instead of failing the event (issue #21, item 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_of_an_unknown_specversion_ends_the_chain_as_a_drop() {
+    let step = Sink::with(Arc::new(|_, _| {
+        (
+            StatusCode::OK,
+            [
+                ("ce-specversion", "2.0"),
+                ("ce-id", "r"),
+                ("ce-source", "/s"),
+                ("ce-type", "t"),
+            ],
+            "future",
+        )
+            .into_response()
+    }))
+    .await;
+    let reply = Sink::accepting().await;
+    let manifest = sequence("v2", &[&step.url], Some(&reply.url));
+    let host = Host::start(&manifest, &[]).await;
+    let out = post(
+        &format!("{}/sequences/v2", host.url),
+        &ce_headers("v2-1", "text/plain"),
+        "x",
+    )
+    .await;
+    assert_eq!(out.status, 202, "{}", out.text());
+    assert_eq!(step.received().len(), 1);
+    assert!(reply.received().is_empty(), "nothing goes on to the reply");
+}

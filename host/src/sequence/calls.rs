@@ -135,9 +135,10 @@ impl Dispatcher {
         if !status.is_success() {
             return Err(status_error(url, status, &headers, body));
         }
-        // Any 2xx carrying an event is a reply; any other 2xx is not an event
-        // and ends the chain (eventing executeRequest, "non event, discard").
-        match event::mode(&headers) {
+        // Any 2xx carrying an event is a reply; any other 2xx (an unknown
+        // specversion included) is not an event and ends the chain (eventing
+        // executeRequest, "non event, discard").
+        match event::response_mode(&headers) {
             event::Mode::Unknown => Ok(None),
             _ => event::from_http(&headers, body.to_vec())
                 .map(Some)
