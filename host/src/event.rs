@@ -8,47 +8,21 @@
 //! and needs a `ce-specversion` header. Events are always written in binary
 //! mode, as Knative's dispatcher does.
 
-use cloudevents::event::{ExtensionValue, SpecVersion};
+use cloudevents::event::SpecVersion;
 use cloudevents::{AttributesReader, Event};
 use http::{HeaderMap, HeaderValue, header};
-use thiserror::Error;
+
+mod error;
+mod header_text;
+
+pub use error::EventError;
+use error::{BATCH, STRUCTURED};
+use header_text::{decode_text_attributes, encode_text_attributes, raw_text_percent_encoded};
 
 /// Most extensions an event may carry, in and out. Binary mode sends each as
 /// an HTTP header: hyper-based receivers refuse more than 100 headers and the
 /// standard `ce-*` and transport headers need room too.
 pub const MAX_EXTENSIONS: usize = 64;
-
-/// Media type of structured-mode events (CloudEvents JSON format §3).
-const STRUCTURED: &str = "application/cloudevents+json";
-/// Media type of batch-mode events (CloudEvents HTTP binding §3.3).
-const BATCH: &str = "application/cloudevents-batch+json";
-
-/// Why an HTTP request or response is not one valid CloudEvent.
-#[derive(Debug, Error, PartialEq)]
-pub enum EventError {
-    /// Batch mode is not supported by Knative channels or brokers either.
-    #[error(
-        "batched CloudEvents ({BATCH}) are not supported: send one event per request, \
-         in binary or structured mode"
-    )]
-    Batch,
-    /// Neither binary nor structured mode.
-    #[error(
-        "not a CloudEvent: no ce-specversion header (binary mode) and Content-Type is not \
-         {STRUCTURED} (structured mode)"
-    )]
-    NotAnEvent,
-    /// The spec version is not 1.0 or 0.3.
-    #[error("unsupported CloudEvents specversion {0:?}: only \"1.0\" and \"0.3\" are accepted")]
-    UnknownSpecVersion(String),
-    /// A required attribute is missing or empty.
-    #[error("invalid CloudEvent: required attribute `{0}` is missing or empty")]
-    MissingAttribute(&'static str),
-    /// The structured body or an attribute value does not parse.
-    #[error("invalid CloudEvent: {0}")]
-    Invalid(String),
-}
-
 /// Which CloudEvents HTTP content mode a message uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -146,34 +120,6 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
     }
     validate(&event)?;
     Ok(event)
-}
-
-/// Binary-mode headers with raw UTF-8 values (what Knative's dispatcher,
-/// sdk-go, writes for non-ASCII attributes) rewritten percent-encoded, as
-/// the CloudEvents HTTP binding writes them, so they read back as the same
-/// text (a literal `%` in a raw value included); `None` when every `ce-*`
-/// value is already visible ASCII. Values that are not UTF-8 stay as they
-/// are and are refused by the parser.
-fn raw_text_percent_encoded(headers: &HeaderMap) -> Option<HeaderMap> {
-    let raw = |name: &http::HeaderName, value: &HeaderValue| {
-        name.as_str().starts_with("ce-")
-            && value.to_str().is_err()
-            && std::str::from_utf8(value.as_bytes()).is_ok()
-    };
-    if !headers.iter().any(|(n, v)| raw(n, v)) {
-        return None;
-    }
-    let mut encoded = HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers {
-        let value = if raw(name, value) {
-            HeaderValue::from_str(&percent_encode(value.as_bytes()))
-                .unwrap_or_else(|_| value.clone())
-        } else {
-            value.clone()
-        };
-        encoded.append(name.clone(), value);
-    }
-    Some(encoded)
 }
 
 /// Required attributes must be present and non-empty (CloudEvents 1.0 §3.1;
@@ -279,106 +225,6 @@ impl cloudevents::binding::http::Builder<(HeaderMap, Vec<u8>)> for BinaryWriter 
     fn finish(&mut self) -> cloudevents::message::Result<(HeaderMap, Vec<u8>)> {
         self.body(Vec::new())
     }
-}
-
-/// Percent-encode the free-text attributes (`id`, `type`, `subject`, string
-/// extensions) in place, for binary mode. URI and time attributes are ASCII
-/// by their syntax (checked in `validate`) and are left as they are.
-fn encode_text_attributes(event: &mut Event) {
-    use cloudevents::event::AttributesWriter as _;
-    let id = percent_encode(event.id().as_bytes());
-    event.set_id(id);
-    let ty = percent_encode(event.ty().as_bytes());
-    event.set_type(ty);
-    if let Some(subject) = event.subject() {
-        let subject = percent_encode(subject.as_bytes());
-        event.set_subject(Some(subject));
-    }
-    let extensions: Vec<(String, String)> = event
-        .iter_extensions()
-        .filter_map(|(name, value)| match value {
-            ExtensionValue::String(text) => {
-                Some((name.to_string(), percent_encode(text.as_bytes())))
-            }
-            _ => None,
-        })
-        .collect();
-    for (name, text) in extensions {
-        event.set_extension(&name, ExtensionValue::String(text));
-    }
-}
-
-/// CloudEvents HTTP binding §3.1.3.2: space, `"`, `%` and every byte outside
-/// printable ASCII are percent-encoded in header values, so UTF-8 text
-/// survives binary mode (fuzz/regressions, test
-/// `fuzz_corpus::every_seed_and_past_crash_passes_its_harness`).
-fn percent_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        if b == b' ' || b == b'"' || b == b'%' || !(0x21..=0x7e).contains(&b) {
-            out.push_str(&format!("%{b:02X}"));
-        } else {
-            out.push(char::from(b));
-        }
-    }
-    out
-}
-
-/// The receiving side of [`percent_encode`]: `%XX` sequences decoded, any
-/// other `%` kept as is; the result must be UTF-8.
-fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
-    if !text.contains('%') {
-        return Ok(text.to_string());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
-        {
-            out.push((hi * 16 + lo) as u8);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out)
-}
-
-/// Decode percent-encoded text attributes of a binary-mode event in place.
-fn decode_text_attributes(event: &mut Event) -> Result<(), EventError> {
-    use cloudevents::event::AttributesWriter as _;
-    let bad = |name: &str| {
-        EventError::Invalid(format!(
-            "attribute `{name}`: its percent-encoded value is not UTF-8"
-        ))
-    };
-    let id = percent_decode(event.id()).map_err(|_| bad("id"))?;
-    event.set_id(id);
-    let ty = percent_decode(event.ty()).map_err(|_| bad("type"))?;
-    event.set_type(ty);
-    if let Some(subject) = event.subject() {
-        let subject = percent_decode(subject).map_err(|_| bad("subject"))?;
-        event.set_subject(Some(subject));
-    }
-    let extensions: Vec<(String, String)> = event
-        .iter_extensions()
-        .filter_map(|(name, value)| match value {
-            ExtensionValue::String(text) if text.contains('%') => {
-                Some((name.to_string(), text.clone()))
-            }
-            _ => None,
-        })
-        .collect();
-    for (name, text) in extensions {
-        let decoded = percent_decode(&text).map_err(|_| bad(&name))?;
-        event.set_extension(&name, ExtensionValue::String(decoded));
-    }
-    Ok(())
 }
 
 /// Extension attribute names: lower-case letters and digits (CloudEvents 1.0

@@ -623,3 +623,53 @@ async fn a_reply_of_an_unknown_specversion_ends_the_chain_as_a_drop() {
     assert_eq!(step.received().len(), 1);
     assert!(reply.received().is_empty(), "nothing goes on to the reply");
 }
+
+/// After a remote step, the pass-through headers of its *response* travel on
+/// to the reply (and to the dead-letter sink when the reply fails), as
+/// Knative forwards a subscriber's reply; `baggage` travels with the trace
+/// context (issue #21, item 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reply_hop_carries_the_steps_response_headers() {
+    let step = Sink::with(Arc::new(|_, req: &crate::support::Received| {
+        let mut response = echo_appending("-s")(0, req);
+        let headers = response.headers_mut();
+        headers.insert("x-request-id", "from-step".parse().expect("value"));
+        headers.insert("knative-hop", "step".parse().expect("value"));
+        response
+    }))
+    .await;
+    let reply = Sink::accepting().await;
+    let refusing = Sink::with(Arc::new(|_, _| StatusCode::BAD_REQUEST.into_response())).await;
+    let dls = Sink::accepting().await;
+    let manifest = format!(
+        "{}{}",
+        sequence("ok", &[&step.url], Some(&reply.url)),
+        sequence_with_delivery(
+            "dl",
+            &[&step.url],
+            Some(&refusing.url),
+            &format!("{{deadLetterSink: {{uri: \"{}\"}}}}", dls.url)
+        )
+    );
+    let host = Host::start(&manifest, &[]).await;
+    let mut headers = ce_headers("ph-1", "text/plain");
+    headers.extend([
+        ("x-request-id", "from-sender"),
+        ("baggage", "tenant=a"),
+        ("tracestate", "vendor=1"),
+    ]);
+    for sequence in ["ok", "dl"] {
+        let out = post(&format!("{}/sequences/{sequence}", host.url), &headers, "x").await;
+        assert_eq!(out.status, 202, "{sequence}: {}", out.text());
+    }
+    let to_step = step.received();
+    assert_eq!(to_step[0].header("x-request-id"), "from-sender");
+    assert_eq!(to_step[0].header("baggage"), "tenant=a");
+    for (what, got) in [("reply", reply.received()), ("dead letter", dls.received())] {
+        assert_eq!(got.len(), 1, "{what}");
+        assert_eq!(got[0].header("x-request-id"), "from-step", "{what}");
+        assert_eq!(got[0].header("knative-hop"), "step", "{what}");
+        assert_eq!(got[0].header("baggage"), "tenant=a", "{what}");
+        assert_eq!(got[0].header("tracestate"), "vendor=1", "{what}");
+    }
+}

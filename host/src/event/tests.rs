@@ -1,6 +1,7 @@
 //! Unit tests of the CloudEvents HTTP binding: percent-encoding, required
 //! attributes, batch and plain bodies refused.
 
+use super::header_text::{percent_decode, percent_encode};
 use super::*;
 use crate::event::test_headers as binary;
 

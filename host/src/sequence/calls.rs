@@ -17,9 +17,20 @@ use crate::registry::{StepTarget, StepVersion};
 use crate::runtime::StepFailure;
 use crate::runtime::guest_event::{from_wit, to_wit};
 
+/// What a step hands on when it forwards an event.
+#[derive(Debug)]
+pub struct Forward {
+    /// The step's output event.
+    pub event: Event,
+    /// A remote step's response headers: their pass-through headers travel
+    /// on to the next hops instead of the inbound request's, as Knative
+    /// forwards a subscriber's reply. `None` for a Wasm step.
+    pub response: Option<HeaderMap>,
+}
+
 impl Dispatcher {
-    /// Call one step once: `Some(event)` to forward, `None` when it dropped
-    /// the event.
+    /// Call one step once: what it hands on, or `None` when it dropped the
+    /// event.
     pub async fn call_step(
         &self,
         target: &StepTarget,
@@ -27,7 +38,7 @@ impl Dispatcher {
         event: Event,
         namespace: &str,
         inbound: &Inbound,
-    ) -> Result<Option<Event>, HopError> {
+    ) -> Result<Option<Forward>, HopError> {
         let started = std::time::Instant::now();
         let wall_start = std::time::SystemTime::now();
         let version = match (version, target) {
@@ -98,7 +109,7 @@ impl Dispatcher {
         event: Event,
         namespace: &str,
         inbound: &Inbound,
-    ) -> Result<Option<Event>, HopError> {
+    ) -> Result<Option<Forward>, HopError> {
         match target {
             StepTarget::Wasm(step) => {
                 let version = version.unwrap_or_else(|| inbound.version_to_run(step));
@@ -115,7 +126,12 @@ impl Dispatcher {
                 match output {
                     None => Ok(None),
                     Some(wit) => from_wit(wit)
-                        .map(Some)
+                        .map(|event| {
+                            Some(Forward {
+                                event,
+                                response: None,
+                            })
+                        })
                         .map_err(|e| failure_to_hop(StepFailure::InvalidOutput(e.to_string()))),
                 }
             }
@@ -130,7 +146,7 @@ impl Dispatcher {
         event: Event,
         namespace: &str,
         inbound: &Inbound,
-    ) -> Result<Option<Event>, HopError> {
+    ) -> Result<Option<Forward>, HopError> {
         let (status, headers, body) = self.post(url, event, namespace, inbound, true).await?;
         if !status.is_success() {
             return Err(status_error(url, status, &headers, body));
@@ -141,7 +157,12 @@ impl Dispatcher {
         match event::response_mode(&headers) {
             event::Mode::Unknown => Ok(None),
             _ => event::from_http(&headers, body.to_vec())
-                .map(Some)
+                .map(|event| {
+                    Some(Forward {
+                        event,
+                        response: Some(headers),
+                    })
+                })
                 .map_err(|e| HopError {
                     status: 400,
                     message: format!("{url} replied with an invalid event: {e}"),

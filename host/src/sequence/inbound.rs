@@ -10,8 +10,8 @@ use crate::registry::{StepVersion, WasmStep};
 #[derive(Debug, Clone, Default)]
 pub struct Inbound {
     /// Pass-through headers (eventing `pkg/utils/headers.go`: exact
-    /// `x-request-id`, `retry-after`; prefixes `knative-`, `x-b3-`) and
-    /// `tracestate`.
+    /// `x-request-id`, `retry-after`; prefixes `knative-`, `x-b3-`), and the
+    /// trace context's `tracestate` and `baggage`.
     pub headers: HeaderMap,
     /// The inbound W3C trace context, continued on every hop.
     pub trace: TraceContext,
@@ -36,17 +36,34 @@ impl Inbound {
         step.version_to_run(self.tag_for(&step.name), (random_u64() % 100) as u32)
     }
 
+    /// What travels on after a remote step answered with an event: the
+    /// pass-through headers of its *response* (as Knative forwards a
+    /// subscriber's reply to the next channel or the reply), with this
+    /// event's `tracestate` and `baggage` (trace context the host carries).
+    pub fn after_response(&self, response: &HeaderMap) -> Inbound {
+        let mut headers = HeaderMap::new();
+        for (name, value) in response {
+            if passes_through(name.as_str()) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        for name in ["tracestate", "baggage"] {
+            for value in self.headers.get_all(name) {
+                headers.append(name, value.clone());
+            }
+        }
+        Inbound {
+            headers,
+            ..self.clone()
+        }
+    }
+
     /// Pick what travels on out of an inbound request.
     pub fn from_request(headers: &HeaderMap) -> Self {
         let mut kept = HeaderMap::new();
         for (name, value) in headers {
             let n = name.as_str();
-            if n == "x-request-id"
-                || n == "retry-after"
-                || n.starts_with("knative-")
-                || n.starts_with("x-b3-")
-                || n == "tracestate"
-            {
+            if passes_through(n) || n == "tracestate" || n == "baggage" {
                 kept.append(name.clone(), value.clone());
             }
         }
@@ -143,4 +160,13 @@ pub(super) fn random_u64() -> u64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     h.finish()
+}
+
+/// Knative's pass-through headers (eventing `pkg/utils/headers.go`): exact
+/// `x-request-id`, `retry-after`; prefixes `knative-`, `x-b3-`.
+fn passes_through(name: &str) -> bool {
+    name == "x-request-id"
+        || name == "retry-after"
+        || name.starts_with("knative-")
+        || name.starts_with("x-b3-")
 }

@@ -13,6 +13,7 @@ mod hop_error;
 mod inbound;
 mod retry;
 
+pub use calls::Forward;
 pub use hop_error::{
     ChainError, Delivered, ERROR_DATA_MAX, HopError, HopErrorKind, error_data, is_retryable_status,
 };
@@ -139,19 +140,26 @@ impl Dispatcher {
         // The last step's input, kept for the dead-letter sink of the reply hop.
         let mut last_input: Option<Event> = None;
         let mut versions: Vec<(String, String)> = Vec::new();
+        // After a remote step, its response's pass-through headers travel on.
+        let mut answered: Option<Inbound> = None;
         for index in 0..seq.steps.len() {
+            let hop_inbound = answered.as_ref().unwrap_or(inbound);
             match self
-                .run_step(seq, index, &event, inbound, &mut versions)
+                .run_step(seq, index, &event, hop_inbound, &mut versions)
                 .await
             {
                 ControlFlow::Continue(next) => {
-                    last_input = Some(std::mem::replace(&mut event, next));
+                    if let Some(response) = &next.response {
+                        answered = Some(hop_inbound.after_response(response));
+                    }
+                    last_input = Some(std::mem::replace(&mut event, next.event));
                 }
                 ControlFlow::Break(ended) => return ended,
             }
         }
         self.stamp_versions(&mut event, &versions);
-        self.reply(seq, event, last_input, inbound).await
+        let hop_inbound = answered.as_ref().unwrap_or(inbound);
+        self.reply(seq, event, last_input, hop_inbound).await
     }
 
     /// Step `index` of `seq` on `event`, retried per its delivery: its output
@@ -164,7 +172,7 @@ impl Dispatcher {
         event: &Event,
         inbound: &Inbound,
         versions: &mut Vec<(String, String)>,
-    ) -> ControlFlow<Result<Delivered, ChainError>, Event> {
+    ) -> ControlFlow<Result<Delivered, ChainError>, Forward> {
         let step = &seq.steps[index];
         // One version per step per event, kept across retries.
         let version = match &step.target {

@@ -99,7 +99,8 @@ pub(super) async fn step_endpoint(
                 .call_step(&target, Some(version), event, "", &inbound)
                 .await;
             match called {
-                Ok(Some(mut output)) => {
+                Ok(Some(forward)) => {
+                    let mut output = forward.event;
                     state.dispatcher.stamp_versions(&mut output, &stamp);
                     event_response(StatusCode::OK, output)
                 }
