@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use url::Url;
 
+use super::forward::Forward;
 use super::hop_error::*;
 use super::inbound::random_u64;
 use super::*;
@@ -16,17 +17,6 @@ use crate::metrics::labels;
 use crate::registry::{StepTarget, StepVersion};
 use crate::runtime::StepFailure;
 use crate::runtime::guest_event::{from_wit, to_wit};
-
-/// What a step hands on when it forwards an event.
-#[derive(Debug)]
-pub struct Forward {
-    /// The step's output event.
-    pub event: Event,
-    /// A remote step's response headers: their pass-through headers travel
-    /// on to the next hops instead of the inbound request's, as Knative
-    /// forwards a subscriber's reply. `None` for a Wasm step.
-    pub response: Option<HeaderMap>,
-}
 
 impl Dispatcher {
     /// Call one step once: what it hands on, or `None` when it dropped the

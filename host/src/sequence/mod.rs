@@ -9,11 +9,12 @@
 //! - `hop_error.rs`: how a hop fails and what that means for delivery.
 
 mod calls;
+mod forward;
 mod hop_error;
 mod inbound;
 mod retry;
 
-pub use calls::Forward;
+pub use forward::Forward;
 pub use hop_error::{
     ChainError, Delivered, ERROR_DATA_MAX, HopError, HopErrorKind, error_data, is_retryable_status,
 };
