@@ -5,7 +5,8 @@
 //!
 //! - `inbound.rs`: what an inbound request hands every hop (pass-through
 //!   headers, trace context, version tags);
-//! - `calls.rs`: one call of a step or a sink, with retries;
+//! - `calls.rs`: one call of a step or a sink; `forward.rs` what a step
+//!   hands on; `retry.rs` the retries of one hop per its `delivery`;
 //! - `hop_error.rs`: how a hop fails and what that means for delivery.
 
 mod calls;
