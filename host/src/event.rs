@@ -8,7 +8,7 @@
 //! and needs a `ce-specversion` header. Events are always written in binary
 //! mode, as Knative's dispatcher does.
 
-use cloudevents::event::SpecVersion;
+use cloudevents::event::{Data, SpecVersion};
 use cloudevents::{AttributesReader, Event};
 use http::{HeaderMap, HeaderValue, header};
 
@@ -113,13 +113,39 @@ pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError
         }
         Mode::Structured => {}
     }
+    let structured = mode(headers) == Mode::Structured;
+    let raw = if structured {
+        raw_json_data(&body)
+    } else {
+        None
+    };
     let mut event = cloudevents::binding::http::to_event(headers, body)
         .map_err(|e| EventError::Invalid(e.to_string()))?;
-    if mode(headers) == Mode::Binary {
+    if !structured {
         decode_text_attributes(&mut event)?;
+    }
+    // The SDK re-reads JSON `data` as a value (keys sorted, big numbers as
+    // floats, escapes rewritten): keep the bytes the sender wrote instead,
+    // so steps and the next hops see them unchanged.
+    if let Some(raw) = raw
+        && matches!(event.data(), Some(Data::Json(_)))
+    {
+        event.set_data_unchecked(Data::Binary(raw));
     }
     validate(&event)?;
     Ok(event)
+}
+
+/// The `data` member of a structured-mode event exactly as written, when it
+/// can be read (else the SDK's reading stands, and reports any error).
+fn raw_json_data(body: &[u8]) -> Option<Vec<u8>> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(borrow, default)]
+        data: Option<&'a serde_json::value::RawValue>,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).ok()?;
+    Some(envelope.data?.get().as_bytes().to_vec())
 }
 
 /// Required attributes must be present and non-empty (CloudEvents 1.0 §3.1;

@@ -9,7 +9,7 @@
 //! sequence   the dispatcher: steps in turn, delivery (retry, reply, dead letter)
 //! registry   manifest + runtime → the immutable live configuration
 //! manifest   YAML → typed, validated documents    runtime   wasmtime only
-//! event  metrics  otlp  admission  step_limits    (no wasmtime, no YAML)
+//! event  metrics  otlp  admission  step_limits  tls    (no wasmtime, no YAML)
 //! ```
 //!
 //! An event enters through [`server`] behind the [`admission`] door, takes
@@ -31,3 +31,4 @@ pub mod runtime;
 pub mod sequence;
 pub mod server;
 pub mod step_limits;
+pub mod tls;

@@ -77,14 +77,14 @@ pub async fn content_filter() {
     assert_eq!(out.header("ce-badwordfilter"), "good");
     let out = post(
         &url,
-        &ce_headers("3", "application/json"),
-        r#"{"title":"no review"}"#,
+        &ce_headers("3", "application/xml"),
+        "<review>no JSON</review>",
     )
     .await;
     assert_eq!(
         out.status,
         422,
-        "missing reviewText cannot be retried: {}",
+        "data that is neither a JSON object nor text cannot be retried: {}",
         out.text()
     );
     let drop_host = host_for("cf", "builtin:content-filter", &[("mode", "drop")]).await;

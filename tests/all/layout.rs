@@ -8,7 +8,14 @@ use std::path::{Path, PathBuf};
 
 /// Bottom to top. A module may use only modules on a lower floor.
 const FLOORS: &[&[&str]] = &[
-    &["event", "metrics", "otlp", "admission", "step_limits"],
+    &[
+        "event",
+        "metrics",
+        "otlp",
+        "admission",
+        "step_limits",
+        "tls",
+    ],
     &["manifest", "runtime"],
     &["registry"],
     &["sequence"],

@@ -4,6 +4,7 @@
 
 mod admin;
 mod admission;
+mod bookstore;
 mod chain;
 mod content_filter;
 mod delivery;
@@ -21,6 +22,7 @@ mod observability;
 mod reload;
 mod sentiment;
 mod support;
+mod tls;
 mod versions;
 
 /// Fails to compile when a guest in `guests/` has no test named after it in

@@ -188,11 +188,19 @@ async fn bad_data_is_a_clear_cannot_retry_error() {
     let out = post(
         &format!("{}/steps/sentiment", host.url),
         &ce_headers("bad-json", "application/json"),
-        r#"{"title": "no review text here"}"#,
+        r#"{"reviewText": 5}"#,
     )
     .await;
     assert_eq!(out.status, 422, "{}", out.text());
     assert!(out.text().contains("reviewText"), "{}", out.text());
+    let out = post(
+        &format!("{}/steps/sentiment", host.url),
+        &ce_headers("bytes", "application/octet-stream"),
+        vec![0xffu8, 0x00, 0x12],
+    )
+    .await;
+    assert_eq!(out.status, 422, "{}", out.text());
+    assert!(out.text().contains("JSON object"), "{}", out.text());
     let out = classify(&host, "sentiment", "ok", "Warm and wise.").await;
     assert_eq!(out.status, 200, "{}", out.text());
 }

@@ -70,6 +70,7 @@ impl Host {
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
             .env_remove("K_SINK")
+            .env_remove("K_CA_CERTS")
             .env_remove("PORT")
             .env("RUST_LOG", "info,stephost=debug")
             .stdout(Stdio::piped())
@@ -370,6 +371,49 @@ impl Sink {
 
     /// A sink that waits `delay` before each answer.
     pub async fn slow(responder: Responder, delay: Duration) -> Sink {
+        let (received, app, listener) = Self::parts(responder, delay).await;
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Sink {
+            url,
+            received,
+            _server: server,
+        }
+    }
+
+    /// A sink behind real TLS (`https://127.0.0.1:PORT`): every connection
+    /// is a rustls handshake with `tls`'s certificate before HTTP.
+    pub async fn tls(responder: Responder, tls: tokio_rustls::TlsAcceptor) -> Sink {
+        let (received, app, listener) = Self::parts(responder, Duration::ZERO).await;
+        let url = format!("https://{}", listener.local_addr().expect("addr"));
+        let server = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (tls, app) = (tls.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that does not trust us ends the handshake.
+                    let Ok(stream) = tls.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Sink {
+            url,
+            received,
+            _server: server,
+        }
+    }
+
+    async fn parts(
+        responder: Responder,
+        delay: Duration,
+    ) -> (Arc<Mutex<Vec<Received>>>, Router, tokio::net::TcpListener) {
         let received = Arc::new(Mutex::new(Vec::new()));
         let state = SinkState {
             received: received.clone(),
@@ -380,15 +424,7 @@ impl Sink {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
             .await
             .expect("bind sink");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Sink {
-            url,
-            received,
-            _server: server,
-        }
+        (received, app, listener)
     }
 
     /// Everything received so far.

@@ -3,10 +3,12 @@
 //! text as written and on its normalised form (evasions undone), and labels or
 //! drops offensive reviews.
 //!
-//! Event contract (Knative bookstore sample): data `{"reviewText": "..."}` (or
-//! text/plain) → every input attribute and extension kept, extension
-//! `badwordfilter: good|bad`, data = the input fields plus `badWordResult`
-//! and `offensiveScore`. Config: `mode` = `label` (default, every event
+//! Event contract (Knative bookstore sample's bad-word filter, plus ours): data
+//! a JSON object with `reviewText` (any content type; absent = `""`), or
+//! text/* → type `new-review-comment`, source `book-review-broker` (config
+//! `type`, `source`), other attributes and extensions kept, extension
+//! `badwordfilter: good|bad`, data = the input members in their order plus
+//! `badWordResult` and `offensiveScore`. Config: `mode` = `label` (default, every event
 //! forwarded) or `drop` (bad events dropped: the chain stops); `threshold`
 //! (default 0.5, bad when score > threshold, as sklearn's `predict`);
 //! `normalize` (default `true`; `false` scores only the raw text, exactly
@@ -20,7 +22,7 @@
 use std::sync::OnceLock;
 
 use content_filter_core::Model;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use stephost_guest::{Event, Step, StepError, config_or, export_step};
 
 struct ContentFilter;
@@ -68,7 +70,7 @@ impl Step for ContentFilter {
                 )));
             }
         };
-        let (mut fields, text) = review(&event)?;
+        let (mut fields, text) = event.data_object_and_text("reviewText")?;
         let normalize = match config_or("normalize", "true").as_str() {
             "true" => true,
             "false" => false,
@@ -90,31 +92,15 @@ impl Step for ContentFilter {
             return Ok(None);
         }
         let verdict = if bad { "bad" } else { "good" };
+        // As the bookstore sample's bad-word filter answers.
+        event.type_ = config_or("type", "new-review-comment");
+        event.source = config_or("source", "book-review-broker");
         event.set_extension("badwordfilter", verdict);
         fields.insert("reviewText".into(), Value::String(text));
         fields.insert("badWordResult".into(), Value::String(verdict.into()));
-        fields.insert("offensiveScore".into(), serde_json::json!(score));
+        fields.insert("offensiveScore".into(), serde_json::json!(f64::from(score)));
         event.set_data_json(&Value::Object(fields))?;
         Ok(Some(event))
-    }
-}
-
-/// The review text and the input's other JSON fields.
-fn review(event: &Event) -> Result<(Map<String, Value>, String), StepError> {
-    let is_text = event.datacontenttype.as_deref().is_some_and(|ct| {
-        ct.trim_start()
-            .to_ascii_lowercase()
-            .starts_with("text/plain")
-    });
-    if is_text {
-        return Ok((Map::new(), event.data_text()?.to_string()));
-    }
-    let mut fields: Map<String, Value> = event.data_json()?;
-    match fields.remove("reviewText") {
-        Some(Value::String(text)) => Ok((fields, text)),
-        _ => Err(StepError::fatal(
-            "data must be JSON with a string field \"reviewText\" (or text/plain)",
-        )),
     }
 }
 

@@ -252,6 +252,56 @@ impl Event {
         Ok(())
     }
 
+    /// The data's JSON object members, whatever the content type says — as
+    /// the CloudEvents SDKs for Python and JavaScript read any body that
+    /// parses as JSON — and the text of member `field` (`""` when absent, as
+    /// Knative's bookstore functions default it). Data that is no JSON object
+    /// is the text itself when the content type is `text/*`; anything else is
+    /// a `Fatal` error naming what was expected.
+    ///
+    /// Members are kept in their order with their numbers exactly as written
+    /// (this crate turns on serde_json's `preserve_order` and
+    /// `arbitrary_precision`), so a step that only adds members hands the
+    /// others on unchanged; replace `field` with `Map::insert` to keep its place.
+    pub fn data_object_and_text(
+        &self,
+        field: &str,
+    ) -> Result<(serde_json::Map<String, serde_json::Value>, String), StepError> {
+        let bytes = self
+            .data
+            .as_deref()
+            .ok_or_else(|| StepError::fatal("the event has no data"))?;
+        if let Ok(fields) = serde_json::from_slice::<serde_json::Map<_, _>>(bytes) {
+            return match fields.get(field) {
+                None => Ok((fields, String::new())),
+                Some(serde_json::Value::String(text)) => {
+                    let text = text.clone();
+                    Ok((fields, text))
+                }
+                Some(_) => Err(StepError::fatal(format!(
+                    "data member \"{field}\" must be a string"
+                ))),
+            };
+        }
+        if self.data_is_text() {
+            return Ok((serde_json::Map::new(), self.data_text()?.to_string()));
+        }
+        Err(StepError::fatal(format!(
+            "data must be a JSON object (with a string member \"{field}\") or text/*; got {} \
+             that is not a JSON object",
+            self.datacontenttype.as_deref().unwrap_or("no content type")
+        )))
+    }
+
+    /// Whether the content type is `text/*` (`text/plain`, `text/markdown`, …).
+    pub fn data_is_text(&self) -> bool {
+        self.datacontenttype.as_deref().is_some_and(|ct| {
+            ct.trim_start()
+                .get(..5)
+                .is_some_and(|media| media.eq_ignore_ascii_case("text/"))
+        })
+    }
+
     /// Whether the content type says the data is JSON (`application/json`,
     /// `*/*+json`; absent counts as JSON, as in the CloudEvents JSON format).
     pub fn data_is_json(&self) -> bool {

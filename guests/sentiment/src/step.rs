@@ -4,7 +4,7 @@
 //! so both answer exactly alike and differ only in where the model runs.
 
 use sentiment_core::{Sentiment, encode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use stephost_guest::{Event, StepError, config, config_or};
 
 /// Handle one event; `infer(model_name, token_ids)` returns the two logits.
@@ -24,33 +24,49 @@ pub fn handle(
             "config maxTokens must be a whole number within 3..512, got {max_tokens}"
         )));
     }
-    let mut fields: Map<String, Value> = if event.data_is_json() {
-        event.data_json()?
+    let (mut fields, text) = event.data_object_and_text("reviewText")?;
+    // As the bookstore sample's sentiment function: the filter's verdict
+    // travels on in the extension and in the data, empty when there was none.
+    let verdict = match (
+        event.extension("badwordfilter"),
+        fields.get("badWordResult"),
+    ) {
+        (Some(ext), _) => ext.to_string(),
+        (None, Some(Value::String(data))) => data.clone(),
+        (None, _) => String::new(),
+    };
+    // No text, no sentiment: `neutral` without running the model (as the
+    // sample's TextBlob answers an empty review).
+    let sentiment = if text.trim().is_empty() {
+        None
     } else {
-        let mut m = Map::new();
-        m.insert(
-            "reviewText".into(),
-            Value::String(event.data_text()?.into()),
-        );
-        m
+        let ids = encode(&text, max_tokens as usize);
+        let logits = infer(&config_or("model", "sentiment"), &ids)?;
+        Some((Sentiment::from_logits(logits), logits))
     };
-    let Some(Value::String(text)) = fields.get("reviewText") else {
-        return Err(StepError::fatal(
-            "data must be a JSON object with a string field \"reviewText\" (or text/plain)",
-        ));
+    let result = match &sentiment {
+        Some((s, _)) => s.label(band as f32),
+        None => "neutral",
     };
-    let ids = encode(text, max_tokens as usize);
-    let logits = infer(&config_or("model", "sentiment"), &ids)?;
-    let sentiment = Sentiment::from_logits(logits);
-    let result = sentiment.label(band as f32);
 
     event.type_ = "moderated-comment".into();
     event.source = config_or("source", "sentiment-analysis");
     event.set_extension("sentimentresult", result);
+    event.set_extension("badwordfilter", verdict.as_str());
+    fields.insert("reviewText".into(), Value::String(text));
+    if !fields.contains_key("badWordResult") {
+        fields.insert("badWordResult".into(), Value::String(verdict));
+    }
     fields.insert("sentimentResult".into(), Value::String(result.into()));
-    fields.insert("sentimentScore".into(), serde_json::json!(sentiment.score));
-    if config("includeLogits").as_deref() == Some("true") {
-        fields.insert("sentimentLogits".into(), serde_json::json!(logits));
+    if let Some((sentiment, logits)) = sentiment {
+        fields.insert(
+            "sentimentScore".into(),
+            serde_json::json!(f64::from(sentiment.score)),
+        );
+        if config("includeLogits").as_deref() == Some("true") {
+            let logits = logits.map(f64::from);
+            fields.insert("sentimentLogits".into(), serde_json::json!(logits));
+        }
     }
     event.set_data_json(&Value::Object(fields))?;
     Ok(Some(event))

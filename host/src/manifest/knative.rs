@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::error::{Location, ManifestError, ObjectMeta};
 use super::units::parse_duration;
+use crate::tls::CaCerts;
 
 /// A Knative Sequence, as `flows.knative.dev/v1` defines it.
 #[derive(Debug, Clone, Deserialize)]
@@ -241,6 +242,27 @@ pub(super) fn validate_sequence(doc: &mut SequenceDoc, at: &Location) -> Result<
 
 /// Knative's `ValidateDestination` (knative/pkg apis/duck/v1/destination.go).
 fn validate_destination(d: &Destination, at: &Location, field: &str) -> Result<(), ManifestError> {
+    if let Some(pem) = &d.ca_certs
+        && let Err(e) = CaCerts::parse(pem)
+    {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.CACerts"),
+            e.to_string(),
+        ));
+    }
+    if let Some(audience) = &d.audience {
+        return Err(ManifestError::field(
+            at,
+            format!("{field}.audience"),
+            format!(
+                "{audience:?}: OIDC audiences are not supported — stephost sends no OIDC \
+                 tokens, so a destination that requires one would refuse every event; remove \
+                 the field and authorise stephost's calls another way (docs/knative.md, TLS \
+                 and authentication)"
+            ),
+        ));
+    }
     match (&d.reference, &d.uri) {
         (None, None) => Err(ManifestError::field(
             at,

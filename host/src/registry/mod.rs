@@ -25,7 +25,7 @@ pub use error::RegistryError;
 pub use gate::{GateFull, StepGate};
 pub use go_live::go_live;
 pub use live::{Change, LiveConfig};
-pub use resolve::{Delivery, Hop, MAX_BACKOFF, Resolver, Sequence, StepTarget, resolve};
+pub use resolve::{Address, Delivery, Hop, MAX_BACKOFF, Resolver, Sequence, StepTarget, resolve};
 pub use step::{
     RollbackPolicy, StepVersion, Traffic, TrafficChange, VersionStats, WasmStep, component_digest,
 };

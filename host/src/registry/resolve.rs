@@ -12,6 +12,34 @@ use url::Url;
 use super::error::RegistryError;
 use super::step::WasmStep;
 use crate::manifest::{BackoffPolicy, DeliverySpec, Destination, Location, SequenceDoc};
+use crate::tls::CaCerts;
+
+/// A resolved Destination: where to post, and for `https` which CA
+/// certificates to trust beyond the host's own (the Destination's `CACerts`,
+/// which Knative adds to the addressable's trust the same way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Address {
+    /// The URL events are posted to.
+    pub url: Url,
+    /// Extra CAs for this address only.
+    pub ca_certs: Option<Arc<CaCerts>>,
+}
+
+impl Address {
+    /// A plain address: the URL, trusted with the host's roots only.
+    pub fn new(url: Url) -> Self {
+        Self {
+            url,
+            ca_certs: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.url.fmt(f)
+    }
+}
 
 /// How refs that are not WasmSteps become URLs, as Knative resolves them.
 #[derive(Debug, Clone)]
@@ -23,8 +51,9 @@ pub struct Resolver {
     pub broker_ingress: Option<Url>,
     /// Namespace for refs and Sequences that name none.
     pub namespace: String,
-    /// `K_SINK` (SinkBinding): the reply of a Sequence that has none.
-    pub k_sink: Option<Url>,
+    /// `K_SINK` (SinkBinding): the reply of a Sequence that has none, with
+    /// `K_CA_CERTS` as its CACerts.
+    pub k_sink: Option<Address>,
     /// `K_CE_OVERRIDES` extensions (SinkBinding `ceOverrides`), set on every
     /// event sent to `K_SINK`.
     pub k_ce_overrides: Vec<(String, String)>,
@@ -47,8 +76,8 @@ impl Default for Resolver {
 pub enum StepTarget {
     /// A Wasm component run in-process.
     Wasm(Arc<WasmStep>),
-    /// An HTTP subscriber, called as Knative's dispatcher would.
-    Remote(Url),
+    /// An HTTP(S) subscriber, called as Knative's dispatcher would.
+    Remote(Address),
 }
 
 impl StepTarget {
@@ -84,7 +113,7 @@ pub struct Delivery {
     /// = Retry-After is ignored, as in Knative when the field is unset.
     pub retry_after_max: Option<Duration>,
     /// Where the original event goes after the last failed attempt.
-    pub dead_letter_sink: Option<Url>,
+    pub dead_letter_sink: Option<Address>,
 }
 
 impl Delivery {
@@ -124,7 +153,7 @@ pub struct Sequence {
     pub steps: Vec<Hop>,
     /// Where the final event goes (`spec.reply`, else `K_SINK`); `None` = the
     /// final event is returned to the sender.
-    pub reply: Option<Url>,
+    pub reply: Option<Address>,
     /// Extensions set on the final event before the reply gets it: the
     /// `K_CE_OVERRIDES` when the reply is `K_SINK`, else none.
     pub reply_overrides: Vec<(String, String)>,
@@ -246,10 +275,11 @@ fn resolve_delivery(
     })
 }
 
-/// Resolve a Destination to a URL as Knative's addressable resolver does
-/// (knative/pkg resolver/addressable_resolver.go): a `uri` alone must be
-/// absolute; a `ref` resolves to its address and a `uri` with it is a
-/// reference relative to that address (RFC 3986 §5.2).
+/// Resolve a Destination to an address as Knative's addressable resolver
+/// does (knative/pkg resolver/addressable_resolver.go): a `uri` alone must be
+/// absolute; a `ref` resolves to its address — `https` when the Destination
+/// carries `CACerts`, as Knative resolves a Service ref — and a `uri` with it
+/// is a reference relative to that address (RFC 3986 §5.2).
 pub fn resolve(
     dest: &Destination,
     namespace: &str,
@@ -257,22 +287,44 @@ pub fn resolve(
     at: &str,
     field: &str,
     steps: &BTreeMap<String, Arc<WasmStep>>,
-) -> Result<Url, RegistryError> {
-    let fail = |message: String| RegistryError::Unresolvable {
+) -> Result<Address, RegistryError> {
+    let fail = |field: String, message: String| RegistryError::Unresolvable {
         at: at.to_string(),
-        field: field.to_string(),
+        field,
         message,
     };
+    let ca_certs = match &dest.ca_certs {
+        Some(pem) => {
+            Some(Arc::new(CaCerts::parse(pem).map_err(|e| {
+                fail(format!("{field}.CACerts"), e.to_string())
+            })?))
+        }
+        None => None,
+    };
+    let scheme = if ca_certs.is_some() { "https" } else { "http" };
+    let url = resolve_url(dest, namespace, resolver, scheme, steps)
+        .map_err(|message| fail(field.to_string(), message))?;
+    Ok(Address { url, ca_certs })
+}
+
+/// The URL part of [`resolve`]; `scheme` is that of a ref's address.
+fn resolve_url(
+    dest: &Destination,
+    namespace: &str,
+    resolver: &Resolver,
+    scheme: &str,
+    steps: &BTreeMap<String, Arc<WasmStep>>,
+) -> Result<Url, String> {
     let Some(r) = &dest.reference else {
         let uri = dest.uri.as_deref().unwrap_or_default();
-        return Url::parse(uri).map_err(|e| fail(format!("uri {uri:?}: {e}")));
+        return Url::parse(uri).map_err(|e| format!("uri {uri:?}: {e}"));
     };
     if let Some(address) = &r.address {
-        return Err(fail(format!(
+        return Err(format!(
             "ref.address {address:?} selects one of {:?}'s `status.addresses`, which only the \
              cluster knows; stephost cannot resolve it: give that address as `uri` instead",
             r.name
-        )));
+        ));
     }
     let ns = r.namespace.as_deref().unwrap_or(namespace);
     let group = r
@@ -285,13 +337,16 @@ pub fn resolve(
         .unwrap_or("");
     let base = match (r.kind.as_str(), group) {
         ("Service", "serving.knative.dev" | "v1" | "") => {
-            format!("http://{}.{ns}.svc.{}/", r.name, resolver.cluster_domain)
+            format!(
+                "{scheme}://{}.{ns}.svc.{}/",
+                r.name, resolver.cluster_domain
+            )
         }
         ("Broker", "eventing.knative.dev" | "") => {
             let ingress = match &resolver.broker_ingress {
                 Some(url) => url.as_str().trim_end_matches('/').to_string(),
                 None => format!(
-                    "http://broker-ingress.knative-eventing.svc.{}",
+                    "{scheme}://broker-ingress.knative-eventing.svc.{}",
                     resolver.cluster_domain
                 ),
             };
@@ -299,75 +354,24 @@ pub fn resolve(
         }
         (kind, _) => {
             let known: Vec<&str> = steps.keys().map(String::as_str).collect();
-            return Err(fail(format!(
+            return Err(format!(
                 "cannot resolve a ref to {} {kind} {:?}: no WasmStep has that name (WasmSteps: \
                  [{}]) and stephost resolves only Service and Broker refs; bind it with a \
                  WasmStep or give an absolute uri",
                 r.api_version.as_deref().unwrap_or(""),
                 r.name,
                 known.join(", ")
-            )));
+            ));
         }
     };
-    let base = Url::parse(&base).map_err(|e| fail(format!("ref {:?}: {e}", r.name)))?;
+    let base = Url::parse(&base).map_err(|e| format!("ref {:?}: {e}", r.name))?;
     match &dest.uri {
         None => Ok(base),
         Some(uri) => base
             .join(uri)
-            .map_err(|e| fail(format!("uri {uri:?} relative to {base}: {e}"))),
+            .map_err(|e| format!("uri {uri:?} relative to {base}: {e}")),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::KReference;
-
-    fn dest(kind: &str, api: &str, name: &str, uri: Option<&str>) -> Destination {
-        Destination {
-            reference: Some(KReference {
-                kind: kind.into(),
-                name: name.into(),
-                api_version: Some(api.into()),
-                ..KReference::default()
-            }),
-            uri: uri.map(str::to_string),
-            ..Destination::default()
-        }
-    }
-
-    fn url(d: &Destination, resolver: &Resolver) -> String {
-        resolve(d, "ns1", resolver, "test", "f", &BTreeMap::new())
-            .expect("resolves")
-            .to_string()
-    }
-
-    #[test]
-    fn refs_resolve_as_knative_resolves_them() {
-        let r = Resolver::default();
-        let svc = dest(
-            "Service",
-            "serving.knative.dev/v1",
-            "stephost",
-            Some("/steps/content-filter"),
-        );
-        assert_eq!(
-            url(&svc, &r),
-            "http://stephost.ns1.svc.cluster.local/steps/content-filter"
-        );
-        let relative = dest("Service", "v1", "x", Some("foo"));
-        assert_eq!(url(&relative, &r), "http://x.ns1.svc.cluster.local/foo");
-        let broker = dest("Broker", "eventing.knative.dev/v1", "default", None);
-        assert_eq!(
-            url(&broker, &r),
-            "http://broker-ingress.knative-eventing.svc.cluster.local/ns1/default"
-        );
-        let local = Resolver {
-            broker_ingress: Some(Url::parse("http://127.0.0.1:9/").expect("url")),
-            ..Resolver::default()
-        };
-        assert_eq!(url(&broker, &local), "http://127.0.0.1:9/ns1/default");
-        let other = dest("Function", "x.dev/v1", "f", None);
-        assert!(resolve(&other, "ns1", &r, "t", "f", &BTreeMap::new()).is_err());
-    }
-}
+mod tests;

@@ -6,7 +6,6 @@ use bytes::Bytes;
 use cloudevents::Event;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use url::Url;
 
 use super::forward::Forward;
 use super::hop_error::*;
@@ -14,7 +13,7 @@ use super::inbound::random_u64;
 use super::*;
 use crate::event;
 use crate::metrics::labels;
-use crate::registry::{StepTarget, StepVersion};
+use crate::registry::{Address, StepTarget, StepVersion};
 use crate::runtime::StepFailure;
 use crate::runtime::guest_event::{from_wit, to_wit};
 
@@ -132,12 +131,13 @@ impl Dispatcher {
     /// POST to a remote subscriber with `Prefer: reply` and read its reply.
     async fn call_remote(
         &self,
-        url: &Url,
+        address: &Address,
         event: Event,
         namespace: &str,
         inbound: &Inbound,
     ) -> Result<Option<Forward>, HopError> {
-        let (status, headers, body) = self.post(url, event, namespace, inbound, true).await?;
+        let url = &address.url;
+        let (status, headers, body) = self.post(address, event, namespace, inbound, true).await?;
         if !status.is_success() {
             return Err(status_error(url, status, &headers, body));
         }
@@ -167,12 +167,13 @@ impl Dispatcher {
     /// 2xx is success, an event in the response is ignored.
     pub async fn deliver(
         &self,
-        url: &Url,
+        address: &Address,
         event: Event,
         namespace: &str,
         inbound: &Inbound,
     ) -> Result<(), HopError> {
-        let (status, headers, body) = self.post(url, event, namespace, inbound, false).await?;
+        let url = &address.url;
+        let (status, headers, body) = self.post(address, event, namespace, inbound, false).await?;
         if status.is_success() {
             Ok(())
         } else {
@@ -183,12 +184,17 @@ impl Dispatcher {
     /// One POST of `event` in binary mode; transport failures are 500s.
     async fn post(
         &self,
-        url: &Url,
+        address: &Address,
         event: Event,
         namespace: &str,
         inbound: &Inbound,
         prefer_reply: bool,
     ) -> Result<(StatusCode, HeaderMap, Bytes), HopError> {
+        let url = &address.url;
+        let client = self
+            .transport
+            .client(address)
+            .map_err(|e| transport(url, e))?;
         let (ce_headers, body) = event::to_http(event)
             .map_err(|e| HopError::local(500, e.to_string(), HopErrorKind::Fatal))?;
         let mut request = Request::post(url.as_str())
@@ -211,11 +217,10 @@ impl Dispatcher {
         // included (a delivery `timeout` bounds the attempt around this too).
         let limit = self.remote_timeout;
         let exchange = async {
-            let response = self
-                .client
+            let response = client
                 .request(request)
                 .await
-                .map_err(|e| transport(url, e))?;
+                .map_err(|e| transport(url, with_causes(&e)))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES)
                 .collect()
@@ -236,4 +241,17 @@ impl Dispatcher {
         })
         .await
     }
+}
+
+/// An error and its causes, `a: b: c`: the HTTP client's own message
+/// ("client error (Connect)") says nothing of a refused certificate.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        cause = e.source();
+    }
+    text
 }

@@ -14,12 +14,14 @@ mod forward;
 mod hop_error;
 mod inbound;
 mod retry;
+mod transport;
 
 pub use forward::Forward;
 pub use hop_error::{
     ChainError, Delivered, ERROR_DATA_MAX, HopError, HopErrorKind, error_data, is_retryable_status,
 };
 pub use inbound::{Inbound, TraceContext};
+pub use transport::{HttpClient, Transport};
 
 #[cfg(test)]
 mod tests;
@@ -28,13 +30,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 
 use crate::metrics::{Metrics, labels};
@@ -51,10 +48,10 @@ pub const DEFAULT_REMOTE_TIMEOUT: Duration = Duration::from_secs(300);
 /// larger than an inbound one is a misbehaving peer; refusing it bounds memory.
 pub const MAX_RESPONSE_BYTES: usize = 8 << 20;
 
-/// Calls steps and sinks; one per host, sharing one pooled HTTP client.
+/// Calls steps and sinks; one per host, sharing its pooled HTTP clients.
 pub struct Dispatcher {
-    /// Keep-alive connection pool for remote steps, replies and sinks.
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// Keep-alive connection pools for remote steps, replies and sinks.
+    transport: Transport,
     /// Step counts, latencies and retries are recorded here.
     metrics: Arc<Metrics>,
     /// Add `stephostversions` (which version ran each Wasm step) to outputs.
@@ -65,23 +62,12 @@ pub struct Dispatcher {
     remote_timeout: Duration,
 }
 
-impl Default for Dispatcher {
-    fn default() -> Self {
-        Self::new(Arc::default())
-    }
-}
-
 impl Dispatcher {
-    /// A dispatcher with a fresh connection pool, recording into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+    /// A dispatcher calling remote hops through `transport`, recording
+    /// into `metrics`.
+    pub fn new(metrics: Arc<Metrics>, transport: Transport) -> Self {
         Self {
-            client,
+            transport,
             metrics,
             versions_extension: true,
             otlp: None,
@@ -247,17 +233,17 @@ impl Dispatcher {
             .map(|s| s.delivery.clone())
             .unwrap_or_default();
         let attempt = || self.deliver(url, event.clone(), &seq.namespace, inbound);
-        match retrying(&delivery, &self.retries(url.as_str()), attempt).await {
-            Ok(()) => Ok(Delivered::Replied(url.clone())),
+        match retrying(&delivery, &self.retries(url.url.as_str()), attempt).await {
+            Ok(()) => Ok(Delivered::Replied(url.url.clone())),
             Err(error) => {
                 let failure = ChainError::Reply {
-                    url: url.clone(),
+                    url: url.url.clone(),
                     error,
                 };
                 // As in Knative, the dead-letter sink gets the original input
                 // of the hop whose reply failed: the last step's input.
                 let original = last_input.unwrap_or(event);
-                self.dead_letter(&delivery, original, url.as_str(), failure, seq, inbound)
+                self.dead_letter(&delivery, original, url.url.as_str(), failure, seq, inbound)
                     .await
             }
         }
@@ -287,7 +273,7 @@ impl Dispatcher {
             ExtensionValue::String(error_data(&hop.body)),
         );
         let attempt = || self.deliver(sink, original.clone(), &seq.namespace, inbound);
-        match retrying(delivery, &self.retries(sink.as_str()), attempt).await {
+        match retrying(delivery, &self.retries(sink.url.as_str()), attempt).await {
             Ok(()) => {
                 self.metrics
                     .dead_lettered
@@ -295,12 +281,12 @@ impl Dispatcher {
                     .inc();
                 tracing::warn!(sequence = %seq.name, error = %failure, sink = %sink, "dead-lettered");
                 Ok(Delivered::DeadLettered {
-                    sink: sink.clone(),
+                    sink: sink.url.clone(),
                     cause: Box::new(failure),
                 })
             }
             Err(error) => Err(ChainError::DeadLetter {
-                sink: sink.clone(),
+                sink: sink.url.clone(),
                 cause: Box::new(failure),
                 error,
             }),

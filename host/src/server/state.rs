@@ -8,7 +8,7 @@ use crate::admission::{Admission, AdmissionLimits};
 use crate::metrics::Metrics;
 use crate::registry::LiveConfig;
 use crate::runtime::Runtime;
-use crate::sequence::Dispatcher;
+use crate::sequence::{Dispatcher, Transport};
 
 /// 30 s: hyper's own default header timeout and above Knative's 10 s
 /// dispatcher connect budget; a slowloris client holds a connection no longer.
@@ -86,12 +86,12 @@ impl AppState {
     }
 
     /// State with no configuration loaded yet (not ready), compiling with
-    /// `runtime`.
-    pub fn new(max_event_bytes: usize, runtime: Arc<Runtime>) -> Self {
+    /// `runtime` and calling remote hops through `transport`.
+    pub fn new(max_event_bytes: usize, runtime: Arc<Runtime>, transport: Transport) -> Self {
         let metrics = Arc::new(Metrics::new());
         Self {
             live: LiveConfig::default(),
-            dispatcher: Dispatcher::new(metrics.clone()),
+            dispatcher: Dispatcher::new(metrics.clone(), transport),
             max_event_bytes,
             metrics,
             admin_token: None,

@@ -68,6 +68,13 @@ pub(crate) struct ServeArgs {
     /// `timeout`: Knative Serving's default revision timeout.
     #[arg(long, default_value = "PT300S")]
     pub(crate) remote_timeout: String,
+    /// CA certificates trusted by every https hop besides the system roots
+    /// (SSL_CERT_FILE/SSL_CERT_DIR honoured): a PEM file, or a directory whose
+    /// *.pem/*.crt files (one subdirectory deep) are read. Repeatable. The
+    /// default is where Knative mounts its trust-bundle ConfigMaps; a path
+    /// that does not exist adds nothing.
+    #[arg(long, value_name = "PATH", default_value = stephost::tls::KNATIVE_TRUST_BUNDLE_DIR)]
+    pub(crate) trust_bundle: Vec<PathBuf>,
     /// How often (ISO-8601) the --manifest files are re-read; a change is
     /// compiled and swapped in live (PT0S: never). No effect on the built-in
     /// default manifest.

@@ -15,9 +15,11 @@ use stephost::app::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
 use stephost::app::{self, ServeConfig};
 use stephost::manifest::schema::{self, KnativeSchemas};
 use stephost::manifest::{Manifest, parse_duration, parse_quantity};
-use stephost::registry::{Registry, Resolver};
+use stephost::registry::{Address, Registry, Resolver};
 use stephost::runtime::{Runtime, RuntimeConfig};
+use stephost::sequence::Transport;
 use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
+use stephost::tls::{BaseTrust, CaCerts};
 
 use flags::{Cli, Command, EngineArgs, ResolveArgs, ServeArgs};
 
@@ -101,11 +103,29 @@ fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/tmp/stephost-cache"))
 }
 
+/// The HTTP(S) clients of remote hops: system roots plus the trust bundles.
+fn transport(bundles: &[PathBuf]) -> Result<Transport> {
+    let trust = BaseTrust::load(bundles).context("--trust-bundle")?;
+    tracing::debug!(
+        system = trust.system,
+        bundled = trust.bundled,
+        "CA certificates trusted by https hops"
+    );
+    Ok(Transport::new(trust)?)
+}
+
 fn resolver(args: &ResolveArgs) -> Result<Resolver> {
     let k_sink = match std::env::var("K_SINK") {
-        Ok(sink) if !sink.is_empty() => {
-            Some(url::Url::parse(&sink).with_context(|| format!("K_SINK={sink:?} is not a URL"))?)
-        }
+        Ok(sink) if !sink.is_empty() => Some(Address {
+            url: url::Url::parse(&sink).with_context(|| format!("K_SINK={sink:?} is not a URL"))?,
+            // SinkBinding sets K_CA_CERTS when the sink's address has CACerts.
+            ca_certs: match std::env::var("K_CA_CERTS") {
+                Ok(pem) if !pem.trim().is_empty() => Some(Arc::new(
+                    CaCerts::parse(&pem).context("K_CA_CERTS (the CA certificates of K_SINK)")?,
+                )),
+                _ => None,
+            },
+        }),
         _ => None,
     };
     Ok(Resolver {
@@ -289,7 +309,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         watched: args.manifests.clone(),
         watch_interval,
         resolver: resolver(&args.resolve)?,
-        state: AppState::new(max_event_bytes, runtime)
+        state: AppState::new(max_event_bytes, runtime, transport(&args.trust_bundle)?)
             .with_versions_extension(!args.no_versions_extension)
             .with_otlp(stephost::otlp::Exporter::from_env())
             .with_admission(admission)
