@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Runs every test: installs the Python CloudEvents SDK the tests use as a real
-# client, then the Rust unit and end-to-end tests (release profile: the tests
-# compile Wasm components with Cranelift, which is slow unoptimised).
+# Runs every test: installs the CloudEvents SDKs the tests use as real
+# clients (Python 2.x and 1.x from PyPI, JavaScript 10 and 8 from npm), then
+# the Rust unit and end-to-end tests (release profile: the tests compile Wasm
+# components with Cranelift, which is slow unoptimised).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
   -r tests/python/requirements.txt
+# The previous major line of the Python SDK, beside it (PYTHONPATH in the tests).
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+  --upgrade --target target/test-clients/python-cloudevents-1 -r tests/python/requirements-1.txt
+npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 # Compile the built-in guests once into the compile cache, so the many test
 # hosts that load them start in milliseconds instead of all running Cranelift
 # on the 20 MB content filter at the same time.

@@ -45,18 +45,22 @@ pub fn cloudevent_structured(data: &[u8]) {
 }
 
 /// An event the parser accepted must reach a step (WIT) and be written back
-/// out, and what the host writes it must read again.
+/// out, and what the host writes it must read again, with either attribute
+/// encoding (`--attribute-encoding`).
 fn round_trip(headers: &http::HeaderMap, body: Vec<u8>) {
-    let Ok(event) = stephost::event::from_http(headers, body) else {
-        return;
-    };
-    let wit = stephost::runtime::guest_event::to_wit(&event);
-    let back = stephost::runtime::guest_event::from_wit(wit)
-        .unwrap_or_else(|e| panic!("an accepted event does not come back from WIT: {e}"));
-    let (out_headers, out_body) = stephost::event::to_http(back)
-        .unwrap_or_else(|e| panic!("an accepted event cannot be written: {e}"));
-    if let Err(e) = stephost::event::from_http(&out_headers, out_body) {
-        panic!("the host cannot read the event it wrote: {e}");
+    use stephost::event::TextEncoding;
+    for encoding in [TextEncoding::Raw, TextEncoding::Percent] {
+        let Ok(event) = stephost::event::from_http(headers, body.clone(), encoding) else {
+            continue;
+        };
+        let wit = stephost::runtime::guest_event::to_wit(&event);
+        let back = stephost::runtime::guest_event::from_wit(wit)
+            .unwrap_or_else(|e| panic!("an accepted event does not come back from WIT: {e}"));
+        let (out_headers, out_body) = stephost::event::to_http(back, encoding)
+            .unwrap_or_else(|e| panic!("an accepted event cannot be written: {e}"));
+        if let Err(e) = stephost::event::from_http(&out_headers, out_body, encoding) {
+            panic!("the host cannot read the event it wrote ({encoding:?}): {e}");
+        }
     }
 }
 

@@ -17,7 +17,10 @@ mod header_text;
 
 pub use error::EventError;
 use error::{BATCH, STRUCTURED};
-use header_text::{decode_text_attributes, encode_text_attributes, raw_text_percent_encoded};
+pub use header_text::TextEncoding;
+use header_text::{
+    decode_text_attributes, encode_text_attributes, raw_text_headers, raw_text_percent_encoded,
+};
 
 /// Most extensions an event may carry, in and out. Binary mode sends each as
 /// an HTTP header: hyper-based receivers refuse more than 100 headers and the
@@ -74,9 +77,14 @@ pub fn response_mode(headers: &HeaderMap) -> Mode {
     }
 }
 
-/// Parse one CloudEvent from an HTTP message (request or response).
-pub fn from_http(headers: &HeaderMap, body: Vec<u8>) -> Result<Event, EventError> {
-    let encoded = raw_text_percent_encoded(headers);
+/// Parse one CloudEvent from an HTTP message (request or response), its
+/// binary-mode text attributes read per `encoding`.
+pub fn from_http(
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    encoding: TextEncoding,
+) -> Result<Event, EventError> {
+    let encoded = raw_text_percent_encoded(headers, encoding);
     let headers = encoded.as_ref().unwrap_or(headers);
     match mode(headers) {
         Mode::Batch => return Err(EventError::Batch),
@@ -216,16 +224,23 @@ pub fn validate(event: &Event) -> Result<(), EventError> {
     Ok(())
 }
 
-/// Write an event in binary content mode: headers and body.
-pub fn to_http(mut event: Event) -> Result<(HeaderMap, Vec<u8>), EventError> {
+/// Write an event in binary content mode: headers and body, its text
+/// attributes per `encoding`.
+pub fn to_http(
+    mut event: Event,
+    encoding: TextEncoding,
+) -> Result<(HeaderMap, Vec<u8>), EventError> {
     use cloudevents::message::BinaryDeserializer;
     // Encoded in the event, before the SDK turns values into headers: it
     // cannot make a header of a control character at all.
     encode_text_attributes(&mut event);
     let serializer = cloudevents::binding::http::Serializer::new(BinaryWriter::default());
-    let (headers, body) = event
+    let (mut headers, body) = event
         .deserialize_binary(serializer)
         .map_err(|e| EventError::Invalid(format!("cannot encode the event in binary mode: {e}")))?;
+    if encoding == TextEncoding::Raw {
+        raw_text_headers(&mut headers);
+    }
     Ok((headers, body))
 }
 

@@ -6,6 +6,7 @@ mod admin;
 mod admission;
 mod bookstore;
 mod chain;
+mod clients;
 mod content_filter;
 mod delivery;
 mod events;

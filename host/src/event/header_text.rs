@@ -1,6 +1,6 @@
-//! Attribute text in binary-mode headers (CloudEvents HTTP binding
-//! §3.1.3.2): values written percent-encoded where HTTP cannot carry them,
-//! read back from percent-encoded or raw UTF-8 headers as the same text.
+//! Attribute text in binary-mode headers, one of two ways ([`TextEncoding`]):
+//! raw UTF-8 as Knative's dispatcher and the CloudEvents SDKs write and read
+//! it, or percent-encoded as the CloudEvents HTTP binding (§3.1.3.2) says.
 
 use cloudevents::event::ExtensionValue;
 use cloudevents::{AttributesReader, Event};
@@ -8,17 +8,51 @@ use http::{HeaderMap, HeaderValue};
 
 use super::error::EventError;
 
-/// Binary-mode headers with raw UTF-8 values (what Knative's dispatcher,
-/// sdk-go, writes for non-ASCII attributes) rewritten percent-encoded, as
-/// the CloudEvents HTTP binding writes them, so they read back as the same
-/// text (a literal `%` in a raw value included); `None` when every `ce-*`
-/// value is already visible ASCII. Values that are not UTF-8 stay as they
-/// are and are refused by the parser.
-pub(super) fn raw_text_percent_encoded(headers: &HeaderMap) -> Option<HeaderMap> {
+/// How free-text attributes (`id`, `type`, `subject`, string extensions)
+/// travel in binary-mode headers (`--attribute-encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TextEncoding {
+    /// As Knative's dispatcher (sdk-go) and the JavaScript and Python SDKs
+    /// write and read them: UTF-8 bytes as they are, nothing decoded on the
+    /// way in, so a Trigger filter matches the value the sender set. A value
+    /// HTTP cannot carry as it is (control characters, leading or trailing
+    /// spaces) is written percent-encoded instead.
+    #[default]
+    Raw,
+    /// CloudEvents HTTP binding §3.1.3.2: space, `"`, `%` and every byte
+    /// outside printable ASCII percent-encoded on the way out, `%XX` decoded
+    /// on the way in.
+    Percent,
+}
+
+/// The headers whose values are free text: percent-coded in percent mode,
+/// raw in raw mode. URI and time attributes are ASCII by their syntax.
+fn is_text_header(name: &str) -> bool {
+    name.starts_with("ce-")
+        && !matches!(
+            name,
+            "ce-specversion" | "ce-source" | "ce-time" | "ce-dataschema" | "ce-schemaurl"
+        )
+}
+
+/// Binary-mode headers rewritten so that the SDK can read them and
+/// [`decode_text_attributes`] turn them back into their text: raw UTF-8
+/// values (what Knative's dispatcher, sdk-go, writes for non-ASCII
+/// attributes) percent-encoded, and in raw mode also every text value with a
+/// `%`, so that it reads back literally; `None` when nothing needs it.
+/// Values that are not UTF-8 stay as they are and are refused by the parser.
+pub(super) fn raw_text_percent_encoded(
+    headers: &HeaderMap,
+    encoding: TextEncoding,
+) -> Option<HeaderMap> {
     let raw = |name: &http::HeaderName, value: &HeaderValue| {
+        let utf8 = std::str::from_utf8(value.as_bytes()).is_ok();
         name.as_str().starts_with("ce-")
-            && value.to_str().is_err()
-            && std::str::from_utf8(value.as_bytes()).is_ok()
+            && utf8
+            && (value.to_str().is_err()
+                || (encoding == TextEncoding::Raw
+                    && is_text_header(name.as_str())
+                    && value.as_bytes().contains(&b'%')))
     };
     if !headers.iter().any(|(n, v)| raw(n, v)) {
         return None;
@@ -102,6 +136,28 @@ pub(super) fn percent_decode(text: &str) -> Result<String, std::string::FromUtf8
         }
     }
     String::from_utf8(out)
+}
+
+/// In raw mode, the `ce-*` text headers of `headers` (percent-encoded by
+/// [`encode_text_attributes`] for the SDK) turned back into their UTF-8
+/// bytes, except values HTTP cannot carry as they are.
+pub(super) fn raw_text_headers(headers: &mut HeaderMap) {
+    for (name, value) in headers.iter_mut() {
+        if !is_text_header(name.as_str()) || !value.as_bytes().contains(&b'%') {
+            continue;
+        }
+        let Ok(text) = value.to_str() else { continue };
+        let Ok(decoded) = percent_decode(text) else {
+            continue;
+        };
+        let bytes = decoded.as_bytes();
+        let carried = !bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+            && !decoded.starts_with([' ', '\t'])
+            && !decoded.ends_with([' ', '\t']);
+        if carried && let Ok(raw) = HeaderValue::from_bytes(bytes) {
+            *value = raw;
+        }
+    }
 }
 
 /// Decode percent-encoded text attributes of a binary-mode event in place.

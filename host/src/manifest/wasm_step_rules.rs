@@ -266,7 +266,8 @@ fn smoke_event(value: &yaml_serde::Value) -> Result<cloudevents::Event, String> 
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/cloudevents+json"),
     );
-    crate::event::from_http(&headers, json).map_err(|e| e.to_string())
+    crate::event::from_http(&headers, json, crate::event::TextEncoding::default())
+        .map_err(|e| e.to_string())
 }
 
 /// Check a traffic split against a step's version names: known versions,

@@ -121,7 +121,7 @@ wit_builder!(EventBuilderV03);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{from_http, spec_version, test_headers as binary, to_http};
+    use crate::event::{TextEncoding, from_http, spec_version, test_headers as binary, to_http};
 
     #[test]
     fn binary_event_round_trips_through_wit() {
@@ -133,7 +133,7 @@ mod tests {
             ("ce-badwordfilter", "good"),
             ("content-type", "text/plain"),
         ]);
-        let event = from_http(&headers, b"hello".to_vec()).expect("parses");
+        let event = from_http(&headers, b"hello".to_vec(), TextEncoding::Raw).expect("parses");
         let wit = to_wit(&event);
         assert_eq!(wit.data.as_deref(), Some(&b"hello"[..]));
         assert_eq!(
@@ -141,7 +141,7 @@ mod tests {
             vec![("badwordfilter".into(), "good".into())]
         );
         let back = from_wit(wit).expect("valid");
-        let (headers, body) = to_http(back).expect("encodes");
+        let (headers, body) = to_http(back, TextEncoding::Raw).expect("encodes");
         assert_eq!(body, b"hello");
         assert_eq!(headers["ce-badwordfilter"], "good");
         assert_eq!(headers["content-type"], "text/plain");
@@ -155,10 +155,13 @@ mod tests {
             ("ce-source", "/s"),
             ("ce-type", "t"),
         ]);
-        let event = from_http(&headers, Vec::new()).expect("parses");
+        let event = from_http(&headers, Vec::new(), TextEncoding::Raw).expect("parses");
         let back = from_wit(to_wit(&event)).expect("valid");
         assert_eq!(spec_version(&back), "0.3");
-        assert_eq!(to_http(back).expect("encodes").0["ce-specversion"], "0.3");
+        assert_eq!(
+            to_http(back, TextEncoding::Raw).expect("encodes").0["ce-specversion"],
+            "0.3"
+        );
     }
 
     #[test]
@@ -172,6 +175,7 @@ mod tests {
                     ("ce-type", "t"),
                 ]),
                 Vec::new(),
+                TextEncoding::Raw,
             )
             .expect("parses"),
         );

@@ -146,7 +146,7 @@ impl Dispatcher {
         // executeRequest, "non event, discard").
         match event::response_mode(&headers) {
             event::Mode::Unknown => Ok(None),
-            _ => event::from_http(&headers, body.to_vec())
+            _ => event::from_http(&headers, body.to_vec(), self.text_encoding)
                 .map(|event| {
                     Some(Forward {
                         event,
@@ -195,7 +195,7 @@ impl Dispatcher {
             .transport
             .client(address)
             .map_err(|e| transport(url, e))?;
-        let (ce_headers, body) = event::to_http(event)
+        let (ce_headers, body) = event::to_http(event, self.text_encoding)
             .map_err(|e| HopError::local(500, e.to_string(), HopErrorKind::Fatal))?;
         let mut request = Request::post(url.as_str())
             .body(Full::new(Bytes::from(body)))

@@ -34,6 +34,7 @@ use cloudevents::Event;
 use cloudevents::event::ExtensionValue;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::event::TextEncoding;
 use crate::metrics::{Metrics, labels};
 use crate::registry::{Delivery, Sequence, StepTarget};
 use retry::retrying;
@@ -60,6 +61,9 @@ pub struct Dispatcher {
     otlp: Option<crate::otlp::Exporter>,
     /// Bound of one whole remote call when its delivery sets no `timeout`.
     remote_timeout: Duration,
+    /// How binary-mode text attributes are written and read, on every hop
+    /// and in the answers to senders.
+    text_encoding: TextEncoding,
 }
 
 impl Dispatcher {
@@ -72,6 +76,7 @@ impl Dispatcher {
             versions_extension: true,
             otlp: None,
             remote_timeout: DEFAULT_REMOTE_TIMEOUT,
+            text_encoding: TextEncoding::default(),
         }
     }
 
@@ -86,6 +91,17 @@ impl Dispatcher {
     pub fn with_remote_timeout(mut self, limit: Duration) -> Self {
         self.remote_timeout = limit;
         self
+    }
+
+    /// Write and read binary-mode text attributes per `encoding`.
+    pub fn with_text_encoding(mut self, encoding: TextEncoding) -> Self {
+        self.text_encoding = encoding;
+        self
+    }
+
+    /// How binary-mode text attributes are written and read.
+    pub fn text_encoding(&self) -> TextEncoding {
+        self.text_encoding
     }
 
     /// Whether outputs carry the `stephostversions` extension (default on).

@@ -102,7 +102,7 @@ pub(super) async fn step_endpoint(
                 Ok(Some(forward)) => {
                     let mut output = forward.event;
                     state.dispatcher.stamp_versions(&mut output, &stamp);
-                    event_response(StatusCode::OK, output)
+                    event_response(&state, StatusCode::OK, output)
                 }
                 Ok(None) => StatusCode::ACCEPTED.into_response(),
                 Err(hop) => hop_response(&hop, format!("step {name:?}: {}", hop.message)),
@@ -212,7 +212,7 @@ async fn dispatch(
         }
         Ok(Delivered::Returned(output)) => {
             count("returned");
-            event_response(StatusCode::OK, *output)
+            event_response(state, StatusCode::OK, *output)
         }
         Ok(Delivered::DeadLettered { sink, cause }) => {
             count("dead_lettered");
@@ -281,13 +281,13 @@ async fn read_event(state: &AppState, headers: &HeaderMap, body: Body) -> Result
         return Err(too_large(state.max_event_bytes));
     }
     let bytes = read_body(state, body, state.max_event_bytes, "--max-event-bytes").await?;
-    event::from_http(headers, bytes.to_vec())
+    event::from_http(headers, bytes.to_vec(), state.dispatcher.text_encoding())
         .map_err(|e| api_error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
 /// An event as a binary-mode HTTP response.
-fn event_response(status: StatusCode, event: Event) -> Response {
-    match event::to_http(event) {
+fn event_response(state: &AppState, status: StatusCode, event: Event) -> Response {
+    match event::to_http(event, state.dispatcher.text_encoding()) {
         Ok((headers, body)) => {
             let mut response = (status, body).into_response();
             response.headers_mut().extend(headers);

@@ -73,6 +73,13 @@ impl AppState {
         self
     }
 
+    /// How binary-mode text attributes are written and read
+    /// (`--attribute-encoding`).
+    pub fn with_text_encoding(mut self, encoding: crate::event::TextEncoding) -> Self {
+        self.dispatcher = self.dispatcher.with_text_encoding(encoding);
+        self
+    }
+
     /// Export a span per step call (OTLP), when configured.
     pub fn with_otlp(mut self, exporter: Option<crate::otlp::Exporter>) -> Self {
         self.dispatcher = self.dispatcher.with_otlp(exporter);

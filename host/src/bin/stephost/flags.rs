@@ -75,6 +75,12 @@ pub(crate) struct ServeArgs {
     /// that does not exist adds nothing.
     #[arg(long, value_name = "PATH", default_value = stephost::tls::KNATIVE_TRUST_BUNDLE_DIR)]
     pub(crate) trust_bundle: Vec<PathBuf>,
+    /// How text attributes (id, type, subject, extensions) travel in
+    /// binary-mode headers: `raw` UTF-8 as Knative's dispatcher and the
+    /// CloudEvents SDKs write and read them, or `percent`-encoded as the
+    /// CloudEvents HTTP binding says (§3.1.3.2).
+    #[arg(long, value_enum, default_value = "raw")]
+    pub(crate) attribute_encoding: AttributeEncoding,
     /// How often (ISO-8601) the --manifest files are re-read; a change is
     /// compiled and swapped in live (PT0S: never). No effect on the built-in
     /// default manifest.
@@ -190,4 +196,22 @@ pub(crate) struct ResolveArgs {
     /// Broker ingress base URL [default: http://broker-ingress.knative-eventing.svc.<cluster-domain>].
     #[arg(long)]
     pub(crate) broker_ingress: Option<url::Url>,
+}
+
+/// `--attribute-encoding` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum AttributeEncoding {
+    /// UTF-8 as it is, nothing decoded (Knative, sdk-go, the JS and Python SDKs).
+    Raw,
+    /// Percent-encoded out, decoded in (CloudEvents HTTP binding §3.1.3.2).
+    Percent,
+}
+
+impl From<AttributeEncoding> for stephost::event::TextEncoding {
+    fn from(value: AttributeEncoding) -> Self {
+        match value {
+            AttributeEncoding::Raw => Self::Raw,
+            AttributeEncoding::Percent => Self::Percent,
+        }
+    }
 }

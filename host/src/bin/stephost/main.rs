@@ -315,6 +315,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             .with_admission(admission)
             .with_read_timeout(read_timeout)
             .with_remote_timeout(remote_timeout)
+            .with_text_encoding(args.attribute_encoding.into())
             .with_admin_token(
                 std::env::var("STEPHOST_ADMIN_TOKEN").ok(),
                 max_component_bytes,
