@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs the CloudEvents SDKs the tests use as real
-# clients (Python 2.x and 1.x from PyPI, JavaScript 10 and 8 from npm), then
+# clients (Python 2.x and 1.x from PyPI, JavaScript 10 and 8 from npm) and a
+# real OCI registry (Debian's docker-registry), then
 # the Rust unit and end-to-end tests (release profile: the tests compile Wasm
 # components with Cranelift, which is slow unoptimised).
 set -euo pipefail
@@ -11,6 +12,13 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
   --upgrade --target target/test-clients/python-cloudevents-1 -r tests/python/requirements-1.txt
 npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+# A real OCI registry for the oci:: tests (Debian's docker-registry: the CNCF
+# distribution registry) and htpasswd for its auth case.
+if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker-registry apache2-utils >/dev/null
+fi
 # Compile the built-in guests once into the compile cache, so the many test
 # hosts that load them start in milliseconds instead of all running Cranelift
 # on the 20 MB content filter at the same time.

@@ -9,6 +9,7 @@
 //! sequence   the dispatcher: steps in turn, delivery (retry, reply, dead letter)
 //! registry   manifest + runtime → the immutable live configuration
 //! manifest   YAML → typed, validated documents    runtime   wasmtime only
+//! oci        components from OCI registries (pull, cache, push)
 //! event  metrics  otlp  admission  step_limits  tls    (no wasmtime, no YAML)
 //! ```
 //!
@@ -25,6 +26,7 @@ pub mod app;
 pub mod event;
 pub mod manifest;
 pub mod metrics;
+pub mod oci;
 pub mod otlp;
 pub mod registry;
 pub mod runtime;

@@ -61,6 +61,9 @@ pub struct Metrics {
     pub auto_rollbacks: Family<Labels, Counter>,
     /// Compile-cache hits and misses (brought up to date at each scrape).
     pub compile_cache: Family<Labels, Counter>,
+    /// `stephost_config_info{digest}` = 1: the configuration digest this
+    /// replica serves (set at each scrape), to compare across a Service's pods.
+    pub config_info: Family<Labels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -87,6 +90,12 @@ impl Metrics {
         let reloads = Family::<Labels, Counter>::default();
         let auto_rollbacks = Family::<Labels, Counter>::default();
         let compile_cache = Family::<Labels, Counter>::default();
+        let config_info = Family::<Labels, Gauge>::default();
+        registry.register(
+            "config_info",
+            "The configuration digest served (label digest; 1): equal on every replica that converged",
+            config_info.clone(),
+        );
         registry.register(
             "compile_cache",
             "Component compilations by compile-cache result (hit, miss)",
@@ -153,6 +162,7 @@ impl Metrics {
             admission_waiting.clone(),
         );
         Self {
+            config_info,
             registry,
             events,
             steps,

@@ -98,6 +98,8 @@ impl CaCerts {
 pub struct BaseTrust {
     /// The roots; each hop's `CACerts` are added to a copy.
     pub roots: Arc<RootCertStore>,
+    /// The same roots as certificates (what a registry client is given).
+    pub certificates: Arc<Vec<CertificateDer<'static>>>,
     /// How many roots came from the system store.
     pub system: usize,
     /// How many came from trust-bundle files.
@@ -115,17 +117,20 @@ impl BaseTrust {
         // Unreadable system stores are not fatal: a scratch image has none,
         // and its hops may trust bundles or CACerts only.
         let native = rustls_native_certs::load_native_certs();
-        let (system, _) = roots.add_parsable_certificates(native.certs);
+        let mut certificates = native.certs;
+        let (system, _) = roots.add_parsable_certificates(certificates.iter().cloned());
         let mut bundled = 0;
         for path in bundles {
             for file in bundle_files(path)? {
                 let certs = read_bundle(&file)?;
-                let (added, _) = roots.add_parsable_certificates(certs);
+                let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
+                certificates.extend(certs);
                 bundled += added;
             }
         }
         Ok(Self {
             roots: Arc::new(roots),
+            certificates: Arc::new(certificates),
             system,
             bundled,
         })

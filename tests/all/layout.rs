@@ -16,6 +16,7 @@ const FLOORS: &[&[&str]] = &[
         "step_limits",
         "tls",
     ],
+    &["oci"],
     &["manifest", "runtime"],
     &["registry"],
     &["sequence"],

@@ -20,6 +20,7 @@ mod lifecycle;
 mod manifests;
 mod nn;
 mod observability;
+mod oci;
 mod reload;
 mod sentiment;
 mod support;

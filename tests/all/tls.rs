@@ -15,12 +15,12 @@ use crate::support::*;
 
 /// A CA and one server certificate it signed for 127.0.0.1 and localhost,
 /// made by `openssl` in a temporary directory.
-struct TestCa {
+pub(crate) struct TestCa {
     dir: tempfile::TempDir,
 }
 
 impl TestCa {
-    fn new(name: &str) -> TestCa {
+    pub(crate) fn new(name: &str) -> TestCa {
         let dir = tempfile::tempdir().expect("temp dir");
         let run = |args: &[&str]| {
             let out = Command::new("openssl")
@@ -89,16 +89,24 @@ impl TestCa {
         TestCa { dir }
     }
 
-    fn ca_path(&self) -> PathBuf {
+    pub(crate) fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca.pem")
     }
 
-    fn ca_pem(&self) -> String {
+    pub(crate) fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.ca_path()).expect("read ca.pem")
     }
 
+    /// The CA-signed server certificate and its key (PEM files).
+    pub(crate) fn server_files(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("server.pem"),
+            self.dir.path().join("server.key"),
+        )
+    }
+
     /// A rustls acceptor serving the CA-signed server certificate.
-    fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> tokio_rustls::TlsAcceptor {
         let certs = CertificateDer::pem_file_iter(self.dir.path().join("server.pem"))
             .expect("server.pem")
             .collect::<Result<Vec<_>, _>>()

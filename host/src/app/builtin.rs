@@ -38,3 +38,33 @@ impl Builtins for EmbeddedGuests {
         EMBEDDED_MODELS.iter().map(|(n, _)| *n).collect()
     }
 }
+
+/// Where components come from when a configuration is built: the guests
+/// compiled in, and OCI registries through `oci` (none: `oci://` refused).
+#[derive(Clone, Default)]
+pub struct Sources {
+    /// The registry client, with its credentials, trust and cache.
+    pub oci: Option<std::sync::Arc<crate::oci::Puller>>,
+}
+
+impl Builtins for Sources {
+    fn get(&self, name: &str) -> Option<&'static [u8]> {
+        EmbeddedGuests.get(name)
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        EmbeddedGuests.names()
+    }
+
+    fn model(&self, name: &str) -> Option<&'static [u8]> {
+        EmbeddedGuests.model(name)
+    }
+
+    fn model_names(&self) -> Vec<&'static str> {
+        EmbeddedGuests.model_names()
+    }
+
+    fn oci(&self) -> Option<&crate::oci::Puller> {
+        self.oci.as_deref()
+    }
+}

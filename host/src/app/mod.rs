@@ -22,7 +22,6 @@ use thiserror::Error;
 use crate::manifest::Manifest;
 use crate::registry::{Registry, RegistryError, Resolver};
 use crate::server::{self, AppState, ConnectionLimits};
-use builtin::EmbeddedGuests;
 use reload::Reloader;
 
 /// Everything `serve` decided from its flags.
@@ -35,6 +34,8 @@ pub struct ServeConfig {
     pub watch_interval: Duration,
     /// How Destinations become URLs.
     pub resolver: Resolver,
+    /// Built-in guests and the registry client for `oci://` components.
+    pub sources: builtin::Sources,
     /// The state every request handler shares (not ready yet).
     pub state: AppState,
     /// Where to listen.
@@ -75,6 +76,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         watched,
         watch_interval,
         resolver,
+        sources,
         state,
         addr,
         drain_timeout,
@@ -99,8 +101,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     // /readyz turns 200 once every component is compiled.
     let build_runtime = runtime.clone();
     let build_resolver = resolver.clone();
+    let build_sources = sources.clone();
     let compiled = tokio::task::spawn_blocking(move || {
-        Registry::build(&manifest, &build_runtime, &build_resolver, &EmbeddedGuests)
+        Registry::build(&manifest, &build_runtime, &build_resolver, &build_sources)
     });
     let serving = tokio::spawn(server::serve(
         listener,
@@ -120,6 +123,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             files: watched,
             runtime: runtime.clone(),
             resolver,
+            sources,
             interval: watch_interval,
         };
         tokio::spawn(reloader.run(state));

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::builtin::EmbeddedGuests;
+use super::builtin::Sources;
 use crate::manifest::Manifest;
 use crate::metrics::labels;
 use crate::registry::{Registry, Resolver};
@@ -36,9 +36,14 @@ pub struct Reloader {
     pub runtime: Arc<Runtime>,
     /// Resolves Destinations as at start.
     pub resolver: Resolver,
+    /// Built-in guests and the registry client, as at start.
+    pub sources: Sources,
     /// How often the files are read.
     pub interval: Duration,
 }
+
+/// Longest wait between two tries of a failed pull.
+const MAX_PULL_BACKOFF: Duration = Duration::from_secs(60);
 
 /// A fingerprint of the files' current contents (missing files included as
 /// such): a change of it is what triggers a reload.
@@ -60,6 +65,10 @@ impl Reloader {
     pub async fn run(self, state: Arc<AppState>) {
         let this = Arc::new(self);
         let mut seen = contents_fingerprint(&this.files);
+        // A failed pull (registry down, network) is tried again, first after
+        // a second, then less often, up to a minute apart; any other failure
+        // waits for the files to change.
+        let mut pull_backoff = Duration::ZERO;
         loop {
             tokio::time::sleep(this.interval).await;
             let files = this.files.clone();
@@ -71,13 +80,14 @@ impl Reloader {
             if now == seen {
                 continue;
             }
+            let before = seen;
             seen = now;
             let started = Instant::now();
             let build = this.clone();
             let outcome = tokio::task::spawn_blocking(move || build.build()).await;
             let outcome = match outcome {
                 Ok(result) => result,
-                Err(e) => Err(format!("reload task failed: {e}")),
+                Err(e) => Err((format!("reload task failed: {e}"), false)),
             };
             match outcome {
                 Ok(registry) => {
@@ -91,24 +101,34 @@ impl Reloader {
                     // (the source of truth) lands last.
                     state.live.change().await.install(registry);
                     count(&state, "applied");
+                    pull_backoff = Duration::ZERO;
                 }
-                Err(message) => {
+                Err((message, pull_failed)) => {
                     tracing::error!(
                         error = %message,
                         "manifest changed but cannot be used: the previous configuration keeps serving"
                     );
                     state.live.change().await.set_reload_error(Some(message));
                     count(&state, "failed");
+                    if pull_failed {
+                        pull_backoff =
+                            (pull_backoff * 2).clamp(Duration::from_secs(1), MAX_PULL_BACKOFF);
+                        seen = before;
+                        tokio::time::sleep(pull_backoff).await;
+                    }
                 }
             }
         }
     }
 
     /// Parse, validate and compile the files (CPU-heavy: a blocking thread).
-    fn build(&self) -> Result<Registry, String> {
-        let manifest = Manifest::load(&self.files).map_err(|e| e.to_string())?;
-        Registry::build(&manifest, &self.runtime, &self.resolver, &EmbeddedGuests)
-            .map_err(|e| e.to_string())
+    /// An error says whether it was a failed pull (worth trying again).
+    fn build(&self) -> Result<Registry, (String, bool)> {
+        let manifest = Manifest::load(&self.files).map_err(|e| (e.to_string(), false))?;
+        Registry::build(&manifest, &self.runtime, &self.resolver, &self.sources).map_err(|e| {
+            let pull = matches!(e, crate::registry::RegistryError::Pull { .. });
+            (e.to_string(), pull)
+        })
     }
 }
 

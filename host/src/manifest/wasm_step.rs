@@ -219,6 +219,8 @@ pub enum ComponentSource {
     File(PathBuf),
     /// A guest compiled into the binary.
     Builtin(String),
+    /// A component artifact in an OCI registry (`oci://…`, as written).
+    Oci(String),
 }
 
 impl WasmStepDoc {
@@ -231,6 +233,7 @@ impl WasmStepDoc {
     pub fn versions(&self) -> Vec<(String, ComponentSource)> {
         let source = |text: &str| match text.strip_prefix("builtin:") {
             Some(name) => ComponentSource::Builtin(name.to_string()),
+            None if text.starts_with(crate::oci::SCHEME) => ComponentSource::Oci(text.to_string()),
             None => ComponentSource::File(self.base_dir.join(text)),
         };
         match &self.spec.component {

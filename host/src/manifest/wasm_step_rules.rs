@@ -124,14 +124,19 @@ fn check_versions(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestError>
 /// Every component and model file exists; model grants are well-formed.
 fn check_files(doc: &WasmStepDoc, at: &Location) -> Result<(), ManifestError> {
     for (i, (_, source)) in doc.versions().iter().enumerate() {
+        let field = if doc.spec.component.is_some() {
+            "spec.component".to_string()
+        } else {
+            format!("spec.versions[{i}].component")
+        };
+        if let ComponentSource::Oci(text) = source
+            && let Err(e) = crate::oci::parse_reference(text)
+        {
+            return Err(ManifestError::field(at, field, e.to_string()));
+        }
         if let ComponentSource::File(path) = source
             && !path.is_file()
         {
-            let field = if doc.spec.component.is_some() {
-                "spec.component".to_string()
-            } else {
-                format!("spec.versions[{i}].component")
-            };
             return Err(ManifestError::field(
                 at,
                 field,

@@ -38,6 +38,10 @@ pub trait Builtins {
     fn model_names(&self) -> Vec<&'static str> {
         Vec::new()
     }
+    /// The registry client for `oci://` components; `None` refuses them.
+    fn oci(&self) -> Option<&crate::oci::Puller> {
+        None
+    }
 }
 
 impl Registry {
@@ -129,7 +133,8 @@ fn build_step(
     let smoke_event = doc.smoke_event().cloned().map(Arc::new);
     let mut versions = Vec::new();
     for (version, source) in doc.versions() {
-        let (origin, bytes) = source_bytes(&source, |n| builtins.get(n)).map_err(|e| match e {
+        let pulled = source_bytes(&source, |n| builtins.get(n), builtins.oci());
+        let (origin, bytes) = pulled.map_err(|e| match e {
             SourceError::Read { path, source } => RegistryError::Component {
                 at: at.clone(),
                 source: RuntimeError::Read { path, source },
@@ -138,6 +143,11 @@ fn build_step(
                 at: at.clone(),
                 name,
                 known: builtins.names().join(", "),
+            },
+            SourceError::Pull(message) => RegistryError::Pull {
+                at: at.clone(),
+                version: version.clone(),
+                message,
             },
         })?;
         let compiled = runtime
@@ -162,6 +172,7 @@ fn build_step(
         versions.push(StepVersion {
             name: version,
             component: compiled,
+            source: origin,
             digest: component_digest(&bytes),
             stats: Arc::default(),
         });
@@ -243,6 +254,8 @@ enum SourceError {
     },
     /// `builtin:<name>` names nothing built in.
     UnknownBuiltin(String),
+    /// An `oci://` component could not be pulled.
+    Pull(String),
 }
 
 /// The bytes a source names, with the origin logs and errors show: a file
@@ -250,8 +263,18 @@ enum SourceError {
 fn source_bytes(
     source: &ComponentSource,
     builtin: impl Fn(&str) -> Option<&'static [u8]>,
+    oci: Option<&crate::oci::Puller>,
 ) -> Result<(String, Cow<'static, [u8]>), SourceError> {
     match source {
+        ComponentSource::Oci(reference) => {
+            let puller = oci.ok_or_else(|| {
+                SourceError::Pull(format!("{reference}: no registry client here"))
+            })?;
+            let pulled = go_live::block_on(puller.pull(reference))
+                .map_err(SourceError::Pull)?
+                .map_err(|e| SourceError::Pull(e.to_string()))?;
+            Ok((pulled.pinned, pulled.bytes.into()))
+        }
         ComponentSource::File(path) => {
             let bytes = std::fs::read(path).map_err(|source| SourceError::Read {
                 path: path.display().to_string(),
@@ -269,7 +292,7 @@ fn source_bytes(
 /// Read and optimise one model for the runtime's inference pool.
 fn load_model(builtins: &dyn Builtins, source: &ModelSource) -> Result<LoadedModel, String> {
     let (origin, bytes) =
-        source_bytes(&source.source, |n| builtins.model(n)).map_err(|e| match e {
+        source_bytes(&source.source, |n| builtins.model(n), None).map_err(|e| match e {
             SourceError::Read { path, source } => {
                 format!("cannot read model file {path}: {source}")
             }
@@ -277,6 +300,7 @@ fn load_model(builtins: &dyn Builtins, source: &ModelSource) -> Result<LoadedMod
                 "no built-in model {name:?} (built in: {})",
                 builtins.model_names().join(", ")
             ),
+            SourceError::Pull(message) => message,
         })?;
     let max_input_elements = source
         .max_input_elements

@@ -26,6 +26,17 @@ pub enum RegistryError {
         /// The runtime's reason.
         source: RuntimeError,
     },
+    /// A version's `oci://` component could not be pulled (the previous
+    /// configuration keeps serving; the next reload tries again).
+    #[error("{at}: version {version:?}: cannot pull the component: {message}")]
+    Pull {
+        /// The WasmStep document.
+        at: String,
+        /// The version.
+        version: String,
+        /// Why (the reference, the registry's answer).
+        message: String,
+    },
     /// A model in `spec.models` could not be read or optimised.
     #[error("{at}: spec.models.{name}: {message}")]
     Model {

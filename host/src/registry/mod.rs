@@ -10,9 +10,11 @@
 //! - `step.rs`: a WasmStep's versions and traffic split;
 //! - `gate.rs`: per-step admission;
 //! - `go_live.rs`: the check every new version passes;
-//! - `resolve.rs`: Sequences, Destinations and delivery, resolved.
+//! - `resolve.rs`: Sequences, Destinations and delivery, resolved;
+//! - `digest.rs`: [`Registry::config_digest`], what every replica compares.
 
 mod build;
+mod digest;
 mod error;
 mod gate;
 mod go_live;

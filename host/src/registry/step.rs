@@ -155,6 +155,9 @@ pub struct StepVersion {
     pub name: String,
     /// The compiled component with its limits and config.
     pub component: StepComponent,
+    /// Where it came from: a file, `builtin:<name>`, the digest reference
+    /// an `oci://` tag resolved to, or `admin upload`.
+    pub source: String,
     /// SHA-256 of the component's bytes (hex), to tell builds apart.
     pub digest: String,
     /// Events this version handled and how many failed (all attempts).

@@ -52,6 +52,17 @@ pub(super) struct WarmInstance {
 }
 
 impl StepComponent {
+    /// The settings it runs with (limits, config, instance reuse), as text
+    /// that changes exactly when they do: part of the configuration digest.
+    pub fn settings_text(&self) -> String {
+        format!(
+            "limits {:?} config {:?} warm {}",
+            self.limits,
+            self.config,
+            self.warm.is_some()
+        )
+    }
+
     /// Reuse instances across events instead of a fresh one per event: the
     /// guest keeps its state (e.g. a loaded model) between events. A trapped
     /// instance is still never reused, and limits still apply per event.

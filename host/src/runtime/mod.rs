@@ -143,6 +143,29 @@ impl Runtime {
         Ok(compiled)
     }
 
+    /// The names of a component's imports and exports (`wasi:cli/environment@0.2.0`,
+    /// `stephost:step/handler@…`), for the config of an OCI artifact.
+    pub fn interface_names(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+    ) -> Result<(Vec<String>, Vec<String>), RuntimeError> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| RuntimeError::Compile {
+            origin: origin.to_string(),
+            message: format!("{e:#}"),
+        })?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        Ok((imports, exports))
+    }
+
     /// Compile a component and check it implements the step world.
     /// CPU-heavy: call it off the async reactor.
     pub fn compile(

@@ -95,6 +95,7 @@ fn describe(step: &WasmStep) -> serde_json::Value {
         "name": step.name,
         "versions": step.versions.iter().map(|v| json!({
             "name": v.name,
+            "source": v.source,
             "digest": format!("sha256:{}", v.digest),
             "events": v.stats.events.load(Relaxed),
             "errors": v.stats.errors.load(Relaxed),
@@ -168,6 +169,7 @@ async fn upload(
     let new_version = StepVersion {
         name: version.clone(),
         component: compiled,
+        source: "admin upload (this pod only)".into(),
         digest,
         stats: Arc::default(),
     };

@@ -83,6 +83,15 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .metrics
         .admission_waiting
         .set(gauge(admission.waiting()));
+    state.metrics.config_info.clear();
+    if let Some(registry) = state.live.current() {
+        let digest = registry.config_digest();
+        state
+            .metrics
+            .config_info
+            .get_or_create(&crate::metrics::labels(&[("digest", &digest)]))
+            .set(1);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -99,6 +108,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
             let reload_error = state.live.reload_error();
             let body = serde_json::json!({
                 "ready": true,
+                "configDigest": registry.config_digest(),
                 "sequences": registry.sequences.keys().collect::<Vec<_>>(),
                 "steps": registry.steps.keys().collect::<Vec<_>>(),
                 "lastReloadError": reload_error,

@@ -41,6 +41,21 @@ pub(crate) enum Command {
         engine: EngineArgs,
         #[command(flatten)]
         resolve: ResolveArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Publish a component to an OCI registry as a Wasm artifact (after
+    /// checking it implements the step world) and print the digest
+    /// reference to write in a manifest.
+    Push {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// Where: oci://REGISTRY/REPOSITORY:TAG.
+        target: String,
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -128,7 +143,8 @@ pub(crate) struct ServeArgs {
     /// Client connections open at once; more wait in the accept backlog.
     #[arg(long, default_value_t = stephost::server::DEFAULT_MAX_CONNECTIONS)]
     pub(crate) max_connections: usize,
-    /// Largest component the admin API accepts (PUT .../versions/...).
+    /// Largest component the admin API accepts (PUT .../versions/...) and
+    /// an `oci://` pull may bring.
     #[arg(long, default_value = "128Mi")]
     pub(crate) max_component_bytes: String,
     /// Log format: text or json.
@@ -140,6 +156,26 @@ pub(crate) struct ServeArgs {
     // How refs to Knative objects become URLs.
     #[command(flatten)]
     pub(crate) resolve: ResolveArgs,
+    // How `oci://` components are pulled.
+    #[command(flatten)]
+    pub(crate) registry: RegistryArgs,
+}
+
+#[derive(clap::Args, Clone)]
+pub(crate) struct RegistryArgs {
+    /// A registry (`host:port`) reached over plain HTTP instead of HTTPS, as
+    /// containerd's insecure registries; repeatable. None by default.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub(crate) insecure_registry: Vec<String>,
+    /// CA certificates (a PEM file) trusted for registries besides the system
+    /// roots and the trust bundles; repeatable.
+    #[arg(long = "registry-ca", value_name = "PEM")]
+    pub(crate) registry_ca: Vec<PathBuf>,
+    /// Registry credentials: a Docker config.json, or the .dockerconfigjson
+    /// of an imagePullSecret mounted as a volume [default:
+    /// $DOCKER_CONFIG/config.json when it exists; else anonymous].
+    #[arg(long = "registry-auth", value_name = "FILE")]
+    pub(crate) registry_auth: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Clone)]

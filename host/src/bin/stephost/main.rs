@@ -1,4 +1,4 @@
-//! The `stephost` binary: flags only. It turns `serve` and `validate`
+//! The `stephost` binary: flags only. It turns `serve`, `validate` and `push`
 //! flags into the library's settings and calls [`stephost::app::serve`];
 //! all behaviour lives in the library.
 
@@ -7,38 +7,47 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 mod flags;
+mod oci;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use stephost::admission::{Admission, AdmissionLimits};
-use stephost::app::builtin::{DEFAULT_MANIFEST, EmbeddedGuests};
+use stephost::app::builtin::{DEFAULT_MANIFEST, Sources};
 use stephost::app::{self, ServeConfig};
 use stephost::manifest::schema::{self, KnativeSchemas};
 use stephost::manifest::{Manifest, parse_duration, parse_quantity};
 use stephost::registry::{Address, Registry, Resolver};
 use stephost::runtime::{Runtime, RuntimeConfig};
 use stephost::sequence::Transport;
-use stephost::server::{self, AppState, DEFAULT_MAX_EVENT_BYTES};
+use stephost::server::{self, AppState, DEFAULT_MAX_COMPONENT_BYTES, DEFAULT_MAX_EVENT_BYTES};
 use stephost::tls::{BaseTrust, CaCerts};
 
-use flags::{Cli, Command, EngineArgs, ResolveArgs, ServeArgs};
+use flags::{Cli, Command, EngineArgs, RegistryArgs, ResolveArgs, ServeArgs};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Push {
+            file,
+            target,
+            engine,
+            registry,
+        } => oci::push(&file, &target, &engine, &registry),
         Command::Validate {
             files,
             together,
             engine,
             resolve,
+            registry,
         } => {
             if together || files.len() == 1 {
-                validate(files, engine, resolve)
+                validate(files, engine, resolve, &registry)
             } else {
                 let mut failed = 0;
                 for file in &files {
-                    if let Err(e) = validate(vec![file.clone()], engine.clone(), resolve.clone()) {
+                    let one = vec![file.clone()];
+                    if let Err(e) = validate(one, engine.clone(), resolve.clone(), &registry) {
                         eprintln!("{}: {e:#}", file.display());
                         failed += 1;
                     }
@@ -52,7 +61,7 @@ fn main() -> Result<()> {
     }
 }
 
-fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
+pub(crate) fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
     let max_memory = parse_quantity(&yaml_serde::Value::String(args.max_step_memory.clone()))
         .map_err(anyhow::Error::msg)
         .context("--max-step-memory")?;
@@ -91,7 +100,7 @@ fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
 }
 
 /// Where compiled components are cached when `--cache-dir` is not given.
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     let var = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())
@@ -188,7 +197,12 @@ fn load_manifest(files: &[PathBuf]) -> Result<Manifest> {
     Ok(Manifest::load(files)?)
 }
 
-fn validate(files: Vec<PathBuf>, engine: EngineArgs, resolve: ResolveArgs) -> Result<()> {
+fn validate(
+    files: Vec<PathBuf>,
+    engine: EngineArgs,
+    resolve: ResolveArgs,
+    registry_args: &RegistryArgs,
+) -> Result<()> {
     init_logging("text");
     let (manifest, schema_checked) = if files.is_empty() {
         (load_manifest(&files)?, 0)
@@ -208,7 +222,17 @@ fn validate(files: Vec<PathBuf>, engine: EngineArgs, resolve: ResolveArgs) -> Re
         (checked.manifest, checked.schema_checked)
     };
     let runtime = Runtime::new(runtime_config(&engine)?)?;
-    let registry = Registry::build(&manifest, &runtime, &resolver(&resolve)?, &EmbeddedGuests)?;
+    let cache = engine.cache_dir.clone().unwrap_or_else(default_cache_dir);
+    let bundles = [PathBuf::from(stephost::tls::KNATIVE_TRUST_BUNDLE_DIR)];
+    let sources = Sources {
+        oci: Some(oci::puller(
+            registry_args,
+            &bundles,
+            &cache,
+            DEFAULT_MAX_COMPONENT_BYTES,
+        )?),
+    };
+    let registry = Registry::build(&manifest, &runtime, &resolver(&resolve)?, &sources)?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!(
         "{}: ok: {} Sequence(s) [{}], {} WasmStep(s) [{}]; {schema_checked} document(s) match their Knative/Kubernetes schema",
@@ -309,6 +333,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         watched: args.manifests.clone(),
         watch_interval,
         resolver: resolver(&args.resolve)?,
+        sources: Sources {
+            oci: Some(oci::puller(
+                &args.registry,
+                &args.trust_bundle,
+                &args
+                    .engine
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(default_cache_dir),
+                max_component_bytes,
+            )?),
+        },
         state: AppState::new(max_event_bytes, runtime, transport(&args.trust_bundle)?)
             .with_versions_extension(!args.no_versions_extension)
             .with_otlp(stephost::otlp::Exporter::from_env())
