@@ -11,6 +11,7 @@ mod content_filter;
 mod delivery;
 mod events;
 mod faults;
+mod fleet;
 mod fuzz_corpus;
 mod guests;
 mod hostile;
