@@ -17,6 +17,7 @@ const GUESTS: &[(&str, bool)] = &[
     ("content-filter", true),
     ("sentiment", true),
     ("sentiment-tract", false),
+    ("wit-next", false),
 ];
 
 fn main() {
@@ -32,7 +33,7 @@ fn main() {
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
         .unwrap_or_else(|| root.join("target"))
         .join("guests");
-    for watched in ["guests", "wit", "Cargo.lock"] {
+    for watched in ["guests", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-changed=../manifests/default-sequence.yaml");

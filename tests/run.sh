@@ -23,7 +23,7 @@ fi
 # hosts that load them start in milliseconds instead of all running Cranelift
 # on the 20 MB content filter at the same time.
 cargo run --release --quiet -- validate manifests/default-sequence.yaml
-cargo test --release -p stephost -p content-filter-core -p sentiment-core "$@"
+cargo test --release -p stephost -p content-filter-core -p sentiment-core -p stephost-guest -p appender "$@"
 # Smoke run of the overload benchmark (1 s phases): keeps bench/overload.py
 # and the load generator (built by `cargo test` above) from rotting.
 python3 bench/overload.py --smoke target/release/stephost target/release/examples/loadgen

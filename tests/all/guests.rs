@@ -167,3 +167,31 @@ pub async fn sentiment_tract() {
         assert_eq!(out.header("ce-type"), "moderated-comment");
     }
 }
+
+#[tokio::test]
+pub async fn wit_next() {
+    // Built against stephost:step@0.2.0: refused at load, both versions named.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, text) = crate::support::serve_expect_refusal(
+        &wasm_step("next", builtin::WIT_NEXT, &[], ""),
+        dir.path(),
+    );
+    assert_ne!(code, Some(0), "{text}");
+    assert!(
+        text.contains("built against stephost:step@0.2.0")
+            && text.contains("this host implements stephost:step@0.1.0"),
+        "{text}"
+    );
+    // Its WIT is the SDK's with only the version changed.
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests");
+    let sdk = std::fs::read_to_string(format!("{root}/sdk/wit/step.wit")).expect("sdk wit");
+    let next = std::fs::read_to_string(format!("{root}/wit-next/wit/step.wit")).expect("next");
+    assert_eq!(
+        sdk.replace("stephost:step@0.1.0;", "stephost:step@0.2.0;"),
+        next
+    );
+    assert!(sdk.contains(&format!(
+        "package stephost:step@{};",
+        stephost::runtime::STEP_WIT_VERSION
+    )));
+}

@@ -23,6 +23,7 @@ mod nn;
 mod observability;
 mod oci;
 mod reload;
+mod scaffold;
 mod sentiment;
 mod support;
 mod tls;

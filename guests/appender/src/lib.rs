@@ -25,3 +25,32 @@ impl Step for Appender {
 }
 
 export_step!(Appender);
+
+/// Its logic, tested natively (`cargo test -p appender`) through the SDK's
+/// `testing` helpers: no host, no wasm build.
+#[cfg(test)]
+mod tests {
+    use super::Appender;
+    use stephost_guest::Step;
+    use stephost_guest::testing::{text_event, with_config};
+
+    #[test]
+    fn appends_its_suffix_and_sets_the_type() {
+        let pairs = [("suffix", "-x"), ("type", "appended")];
+        let out = with_config(&pairs, || Appender::handle(text_event("1", "in")))
+            .expect("handled")
+            .expect("forwarded");
+        assert_eq!(out.data_text().expect("text"), "in-x");
+        assert_eq!(out.type_, "appended");
+        assert_eq!(out.datacontenttype.as_deref(), Some("text/plain"));
+    }
+
+    #[test]
+    fn without_config_it_clones_the_event() {
+        let out = Appender::handle(text_event("2", "in"))
+            .expect("handled")
+            .expect("forwarded");
+        assert_eq!(out.data_text().expect("text"), "in");
+        assert_eq!(out.type_, "dev.stephost.test");
+    }
+}

@@ -31,7 +31,7 @@
 pub mod bindings {
     #[cfg(not(any(feature = "nn", feature = "preinit")))]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "step",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -39,7 +39,7 @@ pub mod bindings {
     });
     #[cfg(all(feature = "nn", not(feature = "preinit")))]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "step-nn",
         generate_all,
         pub_export_macro: true,
@@ -48,7 +48,7 @@ pub mod bindings {
     });
     #[cfg(all(feature = "preinit", not(feature = "nn")))]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "step-preinit",
         pub_export_macro: true,
         export_macro_name: "export",
@@ -56,7 +56,7 @@ pub mod bindings {
     });
     #[cfg(all(feature = "nn", feature = "preinit"))]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "step-nn-preinit",
         generate_all,
         pub_export_macro: true,
@@ -72,6 +72,9 @@ pub use bindings::wasi::nn;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[cfg(all(
     feature = "event-arena",
@@ -177,9 +180,13 @@ macro_rules! export_step {
     };
 }
 
-/// One setting from the step's manifest (`spec.config`), if set.
+/// One setting from the step's manifest (`spec.config`), if set. Off wasm
+/// (a step's unit tests), the value [`testing::with_config`] gave.
 pub fn config(key: &str) -> Option<String> {
-    bindings::stephost::step::config::get(key)
+    #[cfg(target_arch = "wasm32")]
+    return bindings::stephost::step::config::get(key);
+    #[cfg(not(target_arch = "wasm32"))]
+    return testing::config(key);
 }
 
 /// One setting, or `default` when the manifest does not set it.

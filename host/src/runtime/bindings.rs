@@ -1,10 +1,10 @@
-//! Host bindings generated from `wit/step.wit` (the `step` world): the
+//! Host bindings generated from `guests/sdk/wit/step.wit` (the `step` world): the
 //! `cloud-event` record and `step-error` a guest exchanges with the host,
 //! and the typed `handle` export.
 #![allow(missing_docs)]
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../guests/sdk/wit",
     world: "step",
     exports: { default: async },
 });

@@ -30,6 +30,21 @@ pub enum RuntimeError {
         /// wasmtime's reason (a missing export or an unsatisfied import).
         message: String,
     },
+    /// The component was built against a `stephost:step` WIT version this
+    /// host does not implement.
+    #[error(
+        "{origin}: built against stephost:step@{built}, but this host implements \
+         stephost:step@{host}: rebuild it with a stephost-guest SDK for @{host} (or run a \
+         stephost that implements @{built})"
+    )]
+    WitVersion {
+        /// Where the component came from.
+        origin: String,
+        /// The version the component names.
+        built: String,
+        /// The version the host implements.
+        host: &'static str,
+    },
     /// The component's `wizer-initialize` failed (trapped, hit a limit).
     #[error("{origin}: pre-initialisation (wizer-initialize) failed: {message}{}",
         if stderr.is_empty() { String::new() } else { format!("; guest stderr: {stderr}") })]

@@ -47,6 +47,27 @@ use guest_log::GuestLog;
 use nn::{InferencePool, NnView, StepModels};
 use store::{deterministic_wasi, limited_store};
 
+/// The version of the `stephost:step` WIT package (`guests/sdk/wit/step.wit`)
+/// this host implements.
+pub const STEP_WIT_VERSION: &str = "0.1.0";
+
+/// Whether a component built against `built` runs on a host of `host`
+/// (semver: same major; while the major is 0, same minor).
+fn wit_compatible(built: &str, host: &str) -> bool {
+    let parts = |v: &str| -> Vec<u64> {
+        v.split(['.', '-', '+'])
+            .take(3)
+            .map(|p| p.parse().unwrap_or(u64::MAX))
+            .collect()
+    };
+    let (b, h) = (parts(built), parts(host));
+    match (b.first(), h.first()) {
+        (Some(0), Some(0)) => b.get(1) == h.get(1),
+        (Some(bm), Some(hm)) => bm == hm,
+        _ => false,
+    }
+}
+
 /// The engine and linker shared by every step; built once at start.
 pub struct Runtime {
     /// The one engine: compiled code is only valid with the engine that made it.
@@ -143,6 +164,36 @@ impl Runtime {
         Ok(compiled)
     }
 
+    /// Refuse a component that names another `stephost:step` version than
+    /// [`STEP_WIT_VERSION`] (semver-compatible ones pass: same major, or same
+    /// minor while the major is 0) with both versions in the message, not as
+    /// a missing export.
+    fn check_wit_version(&self, origin: &str, component: &Component) -> Result<(), RuntimeError> {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .chain(ty.exports(&self.engine).map(|(n, _)| n.to_string()))
+            .collect();
+        for name in names {
+            let Some(version) = name
+                .strip_prefix("stephost:step/")
+                .and_then(|rest| rest.split_once('@'))
+                .map(|(_, v)| v)
+            else {
+                continue;
+            };
+            if !wit_compatible(version, STEP_WIT_VERSION) {
+                return Err(RuntimeError::WitVersion {
+                    origin: origin.to_string(),
+                    built: version.to_string(),
+                    host: STEP_WIT_VERSION,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// The names of a component's imports and exports (`wasi:cli/environment@0.2.0`,
     /// `stephost:step/handler@…`), for the config of an OCI artifact.
     pub fn interface_names(
@@ -182,6 +233,7 @@ impl Runtime {
             })
         };
         let mut component = compile(bytes)?;
+        self.check_wit_version(origin, &component)?;
         let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
             origin: origin.to_string(),
             message: format!("{e:#}"),

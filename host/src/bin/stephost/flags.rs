@@ -44,6 +44,22 @@ pub(crate) enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Start a new step: a Rust project on the guest SDK with a unit test,
+    /// a manifest binding it in a one-step Sequence, and a README.
+    New {
+        /// The step's name (its crate name and WasmStep metadata.name).
+        name: String,
+        /// Where to create the project directory NAME.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The step's language (Rust only for now).
+        #[arg(long, default_value = "rust", value_parser = ["rust"])]
+        lang: String,
+        /// Depend on a local checkout of the SDK (guests/sdk) instead of the
+        /// published crate.
+        #[arg(long, value_name = "PATH")]
+        sdk_path: Option<PathBuf>,
+    },
     /// Publish a component to an OCI registry as a Wasm artifact (after
     /// checking it implements the step world) and print the digest
     /// reference to write in a manifest.

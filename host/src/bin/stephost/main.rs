@@ -1,4 +1,4 @@
-//! The `stephost` binary: flags only. It turns `serve`, `validate` and `push`
+//! The `stephost` binary: flags only. It turns `serve`, `validate`, `push` and `new`
 //! flags into the library's settings and calls [`stephost::app::serve`];
 //! all behaviour lives in the library.
 
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 mod flags;
 mod oci;
+mod scaffold;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -28,6 +29,20 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::New {
+            name,
+            dir,
+            lang: _,
+            sdk_path,
+        } => {
+            let sdk = match sdk_path {
+                Some(path) => scaffold::Sdk::Path(path),
+                None => scaffold::Sdk::Version(env!("CARGO_PKG_VERSION").to_string()),
+            };
+            let created = scaffold::new_step(&name, &dir, &sdk)?;
+            println!("created {} (see its README.md)", created.display());
+            Ok(())
+        }
         Command::Push {
             file,
             target,

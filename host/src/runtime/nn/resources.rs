@@ -10,10 +10,10 @@ use tract_onnx::prelude::{DatumType, Tensor as TractTensor};
 use super::tract::TractGraph;
 
 pub(crate) mod bindings {
-    //! Host bindings generated from the vendored `wit/deps/wasi-nn`.
+    //! Host bindings generated from the vendored `guests/sdk/wit/deps/wasi-nn`.
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../guests/sdk/wit",
         world: "wasi:nn/ml",
         imports: {
             "wasi:nn/inference.[method]graph-execution-context.compute": async | trappable,
