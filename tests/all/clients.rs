@@ -6,8 +6,7 @@
 
 use serde_json::Value;
 
-use crate::support::{Host, sequence, wasm_step};
-use stephost::app::builtin::APPENDER;
+use crate::events::host;
 
 const SUBJECT: &str = "hello world";
 const NOTE: &str = r#"50% off "now" (a%41)"#;
@@ -91,15 +90,6 @@ async fn run(client: &Client, url: &str) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
-}
-
-async fn host(extra: &[&str]) -> Host {
-    let manifest = format!(
-        "{}{}",
-        sequence("solo", &["one"], None),
-        wasm_step("one", APPENDER, &[("suffix", "-x")], "")
-    );
-    Host::start(&manifest, extra).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

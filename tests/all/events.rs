@@ -4,7 +4,8 @@ use stephost::app::builtin::APPENDER;
 
 use crate::support::{Host, ce_headers, get, post, sequence, wasm_step};
 
-async fn host(extra: &[&str]) -> Host {
+/// A host serving Sequence `solo`: one appender step (suffix `-x`).
+pub(crate) async fn host(extra: &[&str]) -> Host {
     let manifest = format!(
         "{}{}",
         sequence("solo", &["one"], None),
