@@ -185,7 +185,7 @@ async fn push_then_serve_by_tag_and_by_digest() {
     assert_eq!((out.status, out.text()), (200, "in-digest".to_string()));
 
     // What runs is the digest the tag resolved to: the admin API and the
-    // logs name it; /readyz has the configuration digest.
+    // logs name it; /readyz has it and the configuration digest.
     let steps = crate::support::request(
         "GET",
         &format!("{}/admin/steps", host.url),
@@ -211,6 +211,11 @@ async fn push_then_serve_by_tag_and_by_digest() {
         .await
         .expect("readyz")
         .json();
+    assert_eq!(
+        ready["components"]["by-tag"]["default"],
+        pinned.as_str(),
+        "{ready}"
+    );
     assert!(
         ready["configDigest"]
             .as_str()

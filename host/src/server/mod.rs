@@ -111,6 +111,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
                 "configDigest": registry.config_digest(),
                 "sequences": registry.sequences.keys().collect::<Vec<_>>(),
                 "steps": registry.steps.keys().collect::<Vec<_>>(),
+                // What runs, per step and version: the digest an `oci://` tag
+                // resolved to, the file, or the built-in.
+                "components": registry.steps.iter().map(|(name, step)| {
+                    let versions: serde_json::Map<String, serde_json::Value> = step
+                        .versions
+                        .iter()
+                        .map(|v| (v.name.clone(), serde_json::Value::String(v.source.clone())))
+                        .collect();
+                    (name.clone(), serde_json::Value::Object(versions))
+                }).collect::<serde_json::Map<String, serde_json::Value>>(),
                 "lastReloadError": reload_error,
             });
             (StatusCode::OK, axum::Json(body)).into_response()
