@@ -10,7 +10,7 @@
 //! registry   manifest + runtime → the immutable live configuration
 //! manifest   YAML → typed, validated documents    runtime   wasmtime only
 //! oci        components from OCI registries (pull, cache, push)
-//! event  metrics  otlp  admission  step_limits  tls    (no wasmtime, no YAML)
+//! event  metrics  otlp  admission  step_limits  tls  error_chain    (no wasmtime, no YAML)
 //! ```
 //!
 //! An event enters through [`server`] behind the [`admission`] door, takes
@@ -23,6 +23,7 @@
 
 pub mod admission;
 pub mod app;
+pub mod error_chain;
 pub mod event;
 pub mod manifest;
 pub mod metrics;

@@ -24,6 +24,7 @@ use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientP
 use oci_client::manifest::OciImageManifest;
 use oci_client::{Client, Reference};
 
+use crate::error_chain::with_causes;
 use crate::tls::BaseTrust;
 
 /// The scheme of a component reference in a manifest.
@@ -321,20 +322,4 @@ fn pinned(reference: &Reference, digest: &str) -> String {
         reference.registry(),
         reference.repository()
     )
-}
-
-/// An error and its causes (`a: b: c`): the registry client's top message
-/// rarely says which certificate or which status.
-pub(crate) fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        cause = e.source();
-    }
-    text
 }

@@ -117,10 +117,24 @@ impl BaseTrust {
         // Unreadable system stores are not fatal: a scratch image has none,
         // and its hops may trust bundles or CACerts only.
         let native = rustls_native_certs::load_native_certs();
-        let mut certificates = native.certs;
-        let (system, _) = roots.add_parsable_certificates(certificates.iter().cloned());
-        let mut bundled = 0;
-        for path in bundles {
+        let (system, _) = roots.add_parsable_certificates(native.certs.iter().cloned());
+        let system_only = Self {
+            roots: Arc::new(roots),
+            certificates: Arc::new(native.certs),
+            system,
+            bundled: 0,
+        };
+        system_only.with_files(bundles)
+    }
+
+    /// These roots plus the certificates of `paths` (files, or directories
+    /// as in [`BaseTrust::load`]): a registry's extra CAs on top of the
+    /// hops' trust, without reading the system store again.
+    pub fn with_files(&self, paths: &[PathBuf]) -> Result<Self, TlsError> {
+        let mut roots = (*self.roots).clone();
+        let mut certificates = (*self.certificates).clone();
+        let mut bundled = self.bundled;
+        for path in paths {
             for file in bundle_files(path)? {
                 let certs = read_bundle(&file)?;
                 let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
@@ -131,7 +145,7 @@ impl BaseTrust {
         Ok(Self {
             roots: Arc::new(roots),
             certificates: Arc::new(certificates),
-            system,
+            system: self.system,
             bundled,
         })
     }

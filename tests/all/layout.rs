@@ -15,6 +15,7 @@ const FLOORS: &[&[&str]] = &[
         "admission",
         "step_limits",
         "tls",
+        "error_chain",
     ],
     &["oci"],
     &["manifest", "runtime"],

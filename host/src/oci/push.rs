@@ -9,9 +9,8 @@
 
 use oci_client::client::{Config, ImageLayer};
 
-use super::{
-    OciError, Puller, SCHEME, WASM_LAYER_MEDIA_TYPE, parse_reference, pinned, with_causes,
-};
+use super::{OciError, Puller, SCHEME, WASM_LAYER_MEDIA_TYPE, parse_reference, pinned};
+use crate::error_chain::with_causes;
 
 /// The config media type of a Wasm component artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";

@@ -11,6 +11,7 @@ use super::forward::Forward;
 use super::hop_error::*;
 use super::inbound::random_u64;
 use super::*;
+use crate::error_chain::with_causes;
 use crate::event;
 use crate::metrics::labels;
 use crate::registry::{Address, StepTarget, StepVersion};
@@ -241,17 +242,4 @@ impl Dispatcher {
         })
         .await
     }
-}
-
-/// An error and its causes, `a: b: c`: the HTTP client's own message
-/// ("client error (Connect)") says nothing of a refused certificate.
-fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(e) = cause {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        cause = e.source();
-    }
-    text
 }

@@ -128,8 +128,7 @@ pub(crate) fn default_cache_dir() -> PathBuf {
 }
 
 /// The HTTP(S) clients of remote hops: system roots plus the trust bundles.
-fn transport(bundles: &[PathBuf]) -> Result<Transport> {
-    let trust = BaseTrust::load(bundles).context("--trust-bundle")?;
+fn transport(trust: BaseTrust) -> Result<Transport> {
     tracing::debug!(
         system = trust.system,
         bundled = trust.bundled,
@@ -238,11 +237,10 @@ fn validate(
     };
     let runtime = Runtime::new(runtime_config(&engine)?)?;
     let cache = engine.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let bundles = [PathBuf::from(stephost::tls::KNATIVE_TRUST_BUNDLE_DIR)];
     let sources = Sources {
         oci: Some(oci::puller(
             registry_args,
-            &bundles,
+            &oci::knative_trust()?,
             &cache,
             DEFAULT_MAX_COMPONENT_BYTES,
         )?),
@@ -343,6 +341,8 @@ fn serve(args: ServeArgs) -> Result<()> {
     // The OTLP exporter spawns its sender task: build the state inside the runtime.
     let _inside = tokio.enter();
     let runtime = Arc::new(Runtime::new(runtime_config(&args.engine)?)?);
+    // Read once: the hops' trust, and the registries' on top of it.
+    let trust = BaseTrust::load(&args.trust_bundle).context("--trust-bundle")?;
     let config = ServeConfig {
         manifest: load_manifest(&args.manifests)?,
         watched: args.manifests.clone(),
@@ -351,7 +351,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         sources: Sources {
             oci: Some(oci::puller(
                 &args.registry,
-                &args.trust_bundle,
+                &trust,
                 &args
                     .engine
                     .cache_dir
@@ -360,7 +360,7 @@ fn serve(args: ServeArgs) -> Result<()> {
                 max_component_bytes,
             )?),
         },
-        state: AppState::new(max_event_bytes, runtime, transport(&args.trust_bundle)?)
+        state: AppState::new(max_event_bytes, runtime, transport(trust)?)
             .with_versions_extension(!args.no_versions_extension)
             .with_otlp(stephost::otlp::Exporter::from_env())
             .with_admission(admission)

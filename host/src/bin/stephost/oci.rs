@@ -12,24 +12,25 @@ use stephost::tls::{BaseTrust, KNATIVE_TRUST_BUNDLE_DIR};
 
 use crate::flags::{EngineArgs, RegistryArgs};
 
-/// The registry client: trust = system roots + `bundles` + `--registry-ca`,
+/// The registry client: trust = `base` (system roots + trust bundles) +
+/// `--registry-ca`,
 /// the credentials file, the cache beside the compile cache's directory
 /// (`<cache-dir>-oci`: wasmtime's cache cleaner deletes what it does not
 /// know inside its own).
 pub(crate) fn puller(
     args: &RegistryArgs,
-    bundles: &[PathBuf],
+    base: &BaseTrust,
     cache_dir: &Path,
     max_bytes: usize,
 ) -> Result<Arc<Puller>> {
-    let mut paths = bundles.to_vec();
     for ca in &args.registry_ca {
         if !ca.is_file() {
             anyhow::bail!("--registry-ca {}: no such file", ca.display());
         }
-        paths.push(ca.clone());
     }
-    let trust = BaseTrust::load(&paths).context("--registry-ca / --trust-bundle")?;
+    let trust = base
+        .with_files(&args.registry_ca)
+        .context("--registry-ca")?;
     let auth = DockerAuth::load(args.registry_auth.as_deref())?;
     Ok(Arc::new(Puller::new(OciSettings {
         trust: Some(trust),
@@ -61,12 +62,7 @@ pub(crate) fn push(
         .cache_dir
         .clone()
         .unwrap_or_else(crate::default_cache_dir);
-    let puller = puller(
-        args,
-        &[PathBuf::from(KNATIVE_TRUST_BUNDLE_DIR)],
-        &cache,
-        usize::MAX,
-    )?;
+    let puller = puller(args, &knative_trust()?, &cache, usize::MAX)?;
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,4 +79,10 @@ pub(crate) fn oci_cache_dir(cache_dir: &Path) -> PathBuf {
     let mut name = cache_dir.file_name().unwrap_or_default().to_os_string();
     name.push("-oci");
     cache_dir.with_file_name(name)
+}
+
+/// The system roots plus Knative's trust bundles (for `validate` and `push`,
+/// which have no `--trust-bundle`).
+pub(crate) fn knative_trust() -> Result<BaseTrust> {
+    BaseTrust::load(&[PathBuf::from(KNATIVE_TRUST_BUNDLE_DIR)]).context(KNATIVE_TRUST_BUNDLE_DIR)
 }
