@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: installs the CloudEvents SDKs the tests use as real
-# clients (Python 2.x and 1.x from PyPI, JavaScript 10 and 8 from npm) and a
-# real OCI registry (Debian's docker-registry), then
+# clients (Python 2.x and 1.x from PyPI, JavaScript 10 and 8 from npm), a
+# real OCI registry (Debian's docker-registry) and the Python and JavaScript
+# step toolchains (componentize-py, jco), then
 # the Rust unit and end-to-end tests (release profile: the tests compile Wasm
 # components with Cranelift, which is slow unoptimised).
 set -euo pipefail
@@ -19,6 +20,10 @@ if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; 
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker-registry apache2-utils >/dev/null
 fi
+# The Python and JavaScript example steps, built with componentize-py (PyPI)
+# and jco (npm), their native unit tests run first (tests/all/polyglot.rs
+# and the scaffold tests use them and their toolchains).
+guests/build-polyglot.sh
 # Compile the built-in guests once into the compile cache, so the many test
 # hosts that load them start in milliseconds instead of all running Cranelift
 # on the 20 MB content filter at the same time.

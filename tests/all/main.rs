@@ -22,6 +22,7 @@ mod manifests;
 mod nn;
 mod observability;
 mod oci;
+mod polyglot;
 mod reload;
 mod scaffold;
 mod sentiment;

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::scaffold::Lang;
+
 // `stephost` and its subcommand (the about line is set explicitly below).
 #[derive(Parser)]
 #[command(
@@ -44,19 +46,20 @@ pub(crate) enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
-    /// Start a new step: a Rust project on the guest SDK with a unit test,
-    /// a manifest binding it in a one-step Sequence, and a README.
+    /// Start a new step: a project (Rust on the guest SDK, Python for
+    /// componentize-py, or JavaScript for jco) with a native unit test, a
+    /// manifest binding it in a one-step Sequence, and a README.
     New {
         /// The step's name (its crate name and WasmStep metadata.name).
         name: String,
         /// Where to create the project directory NAME.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The step's language (Rust only for now).
-        #[arg(long, default_value = "rust", value_parser = ["rust"])]
-        lang: String,
-        /// Depend on a local checkout of the SDK (guests/sdk) instead of the
-        /// published crate.
+        /// The step's language.
+        #[arg(long, value_enum, default_value_t = Lang::Rust)]
+        lang: Lang,
+        /// Rust: depend on a local checkout of the SDK (guests/sdk) instead of
+        /// the published crate.
         #[arg(long, value_name = "PATH")]
         sdk_path: Option<PathBuf>,
     },

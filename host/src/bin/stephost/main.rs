@@ -32,14 +32,14 @@ fn main() -> Result<()> {
         Command::New {
             name,
             dir,
-            lang: _,
+            lang,
             sdk_path,
         } => {
             let sdk = match sdk_path {
                 Some(path) => scaffold::Sdk::Path(path),
                 None => scaffold::Sdk::Version(env!("CARGO_PKG_VERSION").to_string()),
             };
-            let created = scaffold::new_step(&name, &dir, &sdk)?;
+            let created = scaffold::new_step(&name, &dir, lang, &sdk)?;
             println!("created {} (see its README.md)", created.display());
             Ok(())
         }

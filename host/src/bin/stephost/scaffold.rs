@@ -1,12 +1,27 @@
-//! `stephost new NAME`: a ready project for a new step — a Rust crate on the
-//! guest SDK with a unit test of its logic, a manifest binding it as a
-//! WasmStep in a one-step Sequence, and a README with the commands.
+//! `stephost new NAME`: a ready project for a new step — its source (Rust on
+//! the guest SDK, Python for componentize-py or JavaScript for jco), a native
+//! unit test of its logic, a manifest binding it as a WasmStep in a one-step
+//! Sequence, and a README with the commands.
+
+mod js;
+mod python;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// What the project's `Cargo.toml` depends on.
+/// The languages a project can be started in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    /// A crate on the guest SDK (`stephost-guest`), built with cargo.
+    Rust,
+    /// A module built with componentize-py (PyPI) against the step WIT.
+    Python,
+    /// An ES module built with jco / componentize-js (npm) against the step WIT.
+    Js,
+}
+
+/// What a Rust project's `Cargo.toml` depends on.
 pub(crate) enum Sdk {
     /// The published crate, by version.
     Version(String),
@@ -15,8 +30,30 @@ pub(crate) enum Sdk {
     Path(PathBuf),
 }
 
-/// Write the project `name` under `parent/name`.
-pub(crate) fn new_step(name: &str, parent: &Path, sdk: &Sdk) -> Result<PathBuf> {
+/// The step WIT and its dependency, written into Python and JavaScript
+/// projects (a Rust project gets them through the SDK crate): the very files
+/// of `guests/sdk/wit`, so every language builds against one contract.
+const WIT_FILES: [(&str, &str); 4] = [
+    (
+        "wit/step.wit",
+        include_str!("../../../../guests/sdk/wit/step.wit"),
+    ),
+    (
+        "wit/deps/wasi-nn/wasi-nn.wit",
+        include_str!("../../../../guests/sdk/wit/deps/wasi-nn/wasi-nn.wit"),
+    ),
+    (
+        "wit/deps/wasi-nn/README.md",
+        include_str!("../../../../guests/sdk/wit/deps/wasi-nn/README.md"),
+    ),
+    (
+        "wit/deps/wasi-nn/LICENSE",
+        include_str!("../../../../guests/sdk/wit/deps/wasi-nn/LICENSE"),
+    ),
+];
+
+/// Write the project `name` in `lang` under `parent/name`.
+pub(crate) fn new_step(name: &str, parent: &Path, lang: Lang, sdk: &Sdk) -> Result<PathBuf> {
     let valid = name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name
@@ -33,6 +70,31 @@ pub(crate) fn new_step(name: &str, parent: &Path, sdk: &Sdk) -> Result<PathBuf> 
     if dir.exists() {
         bail!("{} already exists", dir.display());
     }
+    let files = match lang {
+        Lang::Rust => rust_files(name, sdk)?,
+        Lang::Python => python::files(name),
+        Lang::Js => js::files(name),
+    };
+    for (path, text) in files {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The step WIT as (path, text) pairs, for the languages that need it.
+fn wit_files() -> impl Iterator<Item = (String, String)> {
+    WIT_FILES
+        .iter()
+        .map(|(path, text)| (path.to_string(), text.to_string()))
+}
+
+/// A Rust project's files.
+fn rust_files(name: &str, sdk: &Sdk) -> Result<Vec<(String, String)>> {
     let sdk_line = match sdk {
         Sdk::Version(v) => format!("stephost-guest = {v:?}"),
         Sdk::Path(p) => {
@@ -46,28 +108,32 @@ pub(crate) fn new_step(name: &str, parent: &Path, sdk: &Sdk) -> Result<PathBuf> 
         }
     };
     let file = name.replace('-', "_");
-    std::fs::create_dir_all(dir.join("src"))
-        .with_context(|| format!("creating {}", dir.display()))?;
-    let write = |path: &str, text: String| {
-        std::fs::write(dir.join(path), text).with_context(|| format!("writing {path}"))
-    };
-    write(
-        "Cargo.toml",
-        CARGO_TOML
-            .replace("{name}", name)
-            .replace("{sdk}", &sdk_line),
-    )?;
-    write("src/lib.rs", LIB_RS.to_string())?;
-    write(
-        "step.yaml",
-        STEP_YAML.replace("{name}", name).replace("{file}", &file),
-    )?;
-    write(
-        "README.md",
-        README.replace("{name}", name).replace("{file}", &file),
-    )?;
-    write(".gitignore", "/target\n".to_string())?;
-    Ok(dir)
+    Ok(vec![
+        (
+            "Cargo.toml".into(),
+            CARGO_TOML
+                .replace("{name}", name)
+                .replace("{sdk}", &sdk_line),
+        ),
+        ("src/lib.rs".into(), LIB_RS.to_string()),
+        (
+            "step.yaml".into(),
+            step_yaml(
+                name,
+                &format!("./target/wasm32-wasip2/release/{file}.wasm"),
+                "32Mi",
+            ),
+        ),
+        (
+            "README.md".into(),
+            readme(
+                name,
+                RUST_BUILD,
+                &format!("target/wasm32-wasip2/release/{file}.wasm"),
+            ),
+        ),
+        (".gitignore".into(), "/target\n".to_string()),
+    ])
 }
 
 const CARGO_TOML: &str = r#"[package]
@@ -132,6 +198,15 @@ mod tests {
 }
 "#;
 
+/// The manifest every project gets: the step bound as a WasmStep (its
+/// component at `component`, `memory` of linear memory) in a one-step Sequence.
+fn step_yaml(name: &str, component: &str, memory: &str) -> String {
+    STEP_YAML
+        .replace("{name}", name)
+        .replace("{component}", component)
+        .replace("{memory}", memory)
+}
+
 const STEP_YAML: &str = r#"# The step bound as a WasmStep, in a one-step Sequence:
 #   stephost serve --manifest step.yaml    then POST an event to /sequences/{name}-sequence
 apiVersion: stephost.dev/v1alpha1
@@ -139,11 +214,11 @@ kind: WasmStep
 metadata:
   name: {name}
 spec:
-  component: ./target/wasm32-wasip2/release/{file}.wasm
+  component: {component}
   config:
     suffix: "!"
   limits:
-    memory: 32Mi
+    memory: {memory}
     timeout: PT2S
 ---
 apiVersion: flows.knative.dev/v1
@@ -158,18 +233,32 @@ spec:
         name: {name}
 "#;
 
+/// The README every project gets: what it is, then `build` (the language's
+/// commands, one per line, ending with the component at `wasm`), then the
+/// commands to run and publish it, which are the same for every language.
+fn readme(name: &str, build: &str, wasm: &str) -> String {
+    README
+        .replace("{build}", build.trim_end())
+        .replace("{name}", name)
+        .replace("{wasm}", wasm)
+}
+
 const README: &str = r#"# {name}
 
 A stephost step (a WebAssembly component of the `stephost:step` world).
 
 ```sh
-cargo test                                           # the logic, natively
-rustup target add wasm32-wasip2                      # once
-cargo build --release --target wasm32-wasip2         # or: cargo component build --release
+{build}
 stephost validate step.yaml                          # compiles it, checks the world
 stephost serve --manifest step.yaml                  # then:
 curl -si localhost:8080/sequences/{name}-sequence -H 'ce-specversion: 1.0' -H 'ce-id: 1' \
   -H 'ce-source: /demo' -H 'ce-type: demo' -H 'content-type: text/plain' -d 'hello'
-stephost push target/wasm32-wasip2/release/{file}.wasm oci://REGISTRY/steps/{name}:v1
+stephost push {wasm} oci://REGISTRY/steps/{name}:v1
 ```
 "#;
+
+const RUST_BUILD: &str = "\
+cargo test                                           # the logic, natively
+rustup target add wasm32-wasip2                      # once
+cargo build --release --target wasm32-wasip2         # or: cargo component build --release
+";
