@@ -7,7 +7,9 @@ peer's venv. Prints Markdown tables (and writes target/perf/results.json):
   P1  per-step host overhead, trivial step (criterion bench step_overhead)
   P2  three appender steps: fused stephost vs http-chain (each step its own
       stephost process, chained by examples/chain_dispatcher.rs through
-      channels, as the InMemoryChannel dispatcher does), concurrency 1/4/16/64
+      channels, as the InMemoryChannel dispatcher does), concurrency 1/4/16/64;
+      and nginx answering the same request with a fixed 202 (Debian's nginx,
+      one worker): the floor of one HTTP exchange on this machine
   P3  filter -> sentiment: fused stephost vs python-peer (bench/python_peer.py:
       two uvicorn services on onnxruntime, the same dispatcher)
   P4  sentiment step through the host (wasi-nn -> tract) vs native tract, and
@@ -19,9 +21,14 @@ Load: examples/loadgen.rs, closed loop (N keep-alive clients). Every figure
 of a pair comes from the same run; each load phase is repeated and the median
 repetition (by events/s) is reported.
 
-Usage: python3 bench/perf.py [--smoke] --venv-python PATH
+Usage: python3 bench/perf.py [--smoke] [--only P2,P3,...] --venv-python PATH
   --smoke: 1 s phases, concurrency 1 and 4, no criterion, no cold start:
            keeps every script and server of the suite from rotting (CI).
+  --only:  run only these measures (P1, P2, P3 (with P5), P4, P7); the
+           summary then shows only their rows.
+
+The summary table gives each measure with its target (issue #22's where it
+sets one) and whether this run met it.
 """
 import argparse
 import glob
@@ -44,6 +51,7 @@ STEPHOST = os.path.join(RELEASE, "stephost")
 LOADGEN = os.path.join(RELEASE, "examples", "loadgen")
 DISPATCHER = os.path.join(RELEASE, "examples", "chain_dispatcher")
 NATIVE = os.path.join(RELEASE, "examples", "native_pipeline")
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 APPENDER = os.path.join(ROOT, "target", "guests", "wasm32-wasip2", "release", "appender.wasm")
 PEER = os.path.join(ROOT, "bench", "python_peer.py")
 OUT = os.path.join(ROOT, "target", "perf")
@@ -51,7 +59,10 @@ OUT = os.path.join(ROOT, "target", "perf")
 parser = argparse.ArgumentParser()
 parser.add_argument("--smoke", action="store_true")
 parser.add_argument("--venv-python", required=True, help="python with the peer's packages")
+parser.add_argument("--only", default="P1,P2,P3,P4,P7",
+                    help="comma-separated measures to run (P5 comes with P3)")
 args = parser.parse_args()
+ONLY = {m.strip().upper() for m in args.only.split(",")}
 SMOKE = args.smoke
 PHASE = 1.0 if SMOKE else 8.0
 REPS = 1 if SMOKE else 3
@@ -151,6 +162,37 @@ def dispatcher(name, step_urls):
     return Server(name, cmd, port, ready_path=None)
 
 
+def nginx(name):
+    """Debian's nginx, one worker, answering every POST with an empty 202:
+    what one HTTP/1.1 exchange costs on this machine, nothing else."""
+    port = free_port()
+    prefix = os.path.join(OUT, name)
+    os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
+    conf = os.path.join(prefix, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off;
+master_process off;
+worker_processes 1;
+error_log {prefix}/logs/error.log warn;
+pid {prefix}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000000;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 202; }}
+    }}
+}}
+""")
+    return Server(name, [NGINX, "-p", prefix, "-c", conf], port, ready_path=None)
+
+
 def post(url, content_type, data, ident):
     """One binary-mode CloudEvent; (status, lower-cased headers, body)."""
     request = urllib.request.Request(url + "/", data=data, method="POST", headers={
@@ -229,65 +271,86 @@ results = {"smoke": SMOKE, "phase_s": PHASE, "reps": REPS, "levels": LEVELS}
 started = time.time()
 
 # ---- P1 and P4: criterion (in-process, no HTTP) --------------------------------
-if not SMOKE:
+if not SMOKE and "P1" in ONLY:
     results["P1"] = criterion_medians("step_overhead", "step_overhead")
+if not SMOKE and "P4" in ONLY:
     results["P4"] = criterion_medians("sentiment", "sentiment")
 
-# ---- P2: three appenders, fused vs http-chain -----------------------------------
-servers = []
-try:
-    fused = stephost("p2-fused", three_appenders())
-    steps = [stephost(f"p2-step-{i}", appender_step(f"step-{i}", f"-{i}")) for i in range(3)]
-    servers = [fused, *steps]
-    for s in servers:
-        s.wait_ready()
-    chain = dispatcher("p2-dispatcher", [f"{s.url}/steps/step-{i}" for i, s in enumerate(steps)])
-    servers.append(chain)
-    chain.wait_ready()
-    # Both must give the same answer before they are timed.
-    for s in (fused, chain):
-        status, _, body = post(s.url, "text/plain", b"hello", "p2")
-        if status != 200 or body != b"hello-0-1-2":
-            sys.exit(f"P2: {s.name} answered {status} {body!r}, want 200 'hello-0-1-2'")
-    results["P2"] = compare("P2", [fused], fused.url, steps + [chain], chain.url, "text/plain")
-finally:
-    for s in servers:
-        s.stop()
+# ---- P2: three appenders, fused vs http-chain, and nginx's fixed answer -------
+def run_p2():
+    servers = []
+    try:
+        fused = stephost("p2-fused", three_appenders())
+        steps = [stephost(f"p2-step-{i}", appender_step(f"step-{i}", f"-{i}")) for i in range(3)]
+        floor = nginx("p2-nginx")
+        servers = [fused, *steps, floor]
+        for s in servers:
+            s.wait_ready()
+        chain = dispatcher("p2-dispatcher", [f"{s.url}/steps/step-{i}" for i, s in enumerate(steps)])
+        servers.append(chain)
+        chain.wait_ready()
+        # Both must give the same answer before they are timed.
+        for s in (fused, chain):
+            status, _, body = post(s.url, "text/plain", b"hello", "p2")
+            if status != 200 or body != b"hello-0-1-2":
+                sys.exit(f"P2: {s.name} answered {status} {body!r}, want 200 'hello-0-1-2'")
+        status, _, _ = post(floor.url, "text/plain", b"hello", "p2")
+        if status != 202:
+            sys.exit(f"P2: nginx answered {status}, want 202")
+        results["P2"] = compare("P2", [fused], fused.url, steps + [chain], chain.url, "text/plain")
+        results["P2-nginx"] = {}
+        for c in LEVELS:
+            load(floor.url, c, min(PHASE, 2), "text/plain")
+            results["P2-nginx"][c] = measure(floor.url, c, "text/plain")
+            print(f"  P2 nginx c={c}: {results['P2-nginx'][c]['accepted_per_s']:.0f} req/s",
+                  file=sys.stderr)
+    finally:
+        for s in servers:
+            s.stop()
+
+
+if "P2" in ONLY:
+    run_p2()
 
 # ---- P3 + P5: filter -> sentiment, fused vs python-peer, vs native ---------------
-servers = []
-try:
-    fused = stephost("p3-fused")
-    peer_ports = [free_port(), free_port()]
-    peers = [Server(f"p3-peer-{k}", [args.venv_python, PEER, k, str(p)], p)
-             for k, p in zip(["filter", "sentiment"], peer_ports)]
-    servers = [fused, *peers]
-    for s in servers:
-        s.wait_ready()
-    chain = dispatcher("p3-dispatcher", [p.url + "/" for p in peers])
-    servers.append(chain)
-    chain.wait_ready()
-    # The same verdicts from both before timing (one clean, one offensive review).
-    for text, want in [("I absolutely loved this book", ("good", "positive")),
-                       ("You are a fucking idiot and this book is shit", ("bad", "negative"))]:
-        for s in (fused, chain):
-            status, headers, body = post(s.url, "application/json",
-                                         json.dumps({"reviewText": text}).encode(), "p3")
-            for w, header in zip(want, ["ce-badwordfilter", "ce-sentimentresult"]):
-                if status != 200 or headers.get(header) != w:
-                    sys.exit(f"P3: {s.name} on {text!r}: {status}, {header} = "
-                             f"{headers.get(header)!r}, want {w!r}: {body[:300]!r}")
-    results["P3"] = compare("P3", [fused], fused.url, peers + [chain], chain.url,
-                            "application/json")
-finally:
-    for s in servers:
-        s.stop()
-native = {}
-for threads in (1, 2):
-    out = subprocess.run([NATIVE, "--threads", str(threads), "--seconds", str(PHASE)],
-                         check=True, capture_output=True, text=True).stdout
-    native[threads] = json.loads(out)
-results["P5"] = native
+def run_p3():
+    servers = []
+    try:
+        fused = stephost("p3-fused")
+        peer_ports = [free_port(), free_port()]
+        peers = [Server(f"p3-peer-{k}", [args.venv_python, PEER, k, str(p)], p)
+                 for k, p in zip(["filter", "sentiment"], peer_ports)]
+        servers = [fused, *peers]
+        for s in servers:
+            s.wait_ready()
+        chain = dispatcher("p3-dispatcher", [p.url + "/" for p in peers])
+        servers.append(chain)
+        chain.wait_ready()
+        # The same verdicts from both before timing (one clean, one offensive review).
+        for text, want in [("I absolutely loved this book", ("good", "positive")),
+                           ("You are a fucking idiot and this book is shit", ("bad", "negative"))]:
+            for s in (fused, chain):
+                status, headers, body = post(s.url, "application/json",
+                                             json.dumps({"reviewText": text}).encode(), "p3")
+                for w, header in zip(want, ["ce-badwordfilter", "ce-sentimentresult"]):
+                    if status != 200 or headers.get(header) != w:
+                        sys.exit(f"P3: {s.name} on {text!r}: {status}, {header} = "
+                                 f"{headers.get(header)!r}, want {w!r}: {body[:300]!r}")
+        results["P3"] = compare("P3", [fused], fused.url, peers + [chain], chain.url,
+                                "application/json")
+    finally:
+        for s in servers:
+            s.stop()
+
+
+if "P3" in ONLY:
+    run_p3()
+    native = {}
+    for threads in (1, 2):
+        out = subprocess.run([NATIVE, "--threads", str(threads), "--seconds", str(PHASE)],
+                             check=True, capture_output=True, text=True).stdout
+        native[threads] = json.loads(out)
+    results["P5"] = native
 
 # ---- P7: start -> /readyz ---------------------------------------------------------
 def start_to_ready(extra):
@@ -298,15 +361,18 @@ def start_to_ready(extra):
         s.stop()
 
 
-cache = os.path.join(OUT, "p7-cache")
-shutil.rmtree(cache, ignore_errors=True)
-results["P7"] = {}
-if not SMOKE:
-    results["P7"]["cold"] = start_to_ready(["--cache-dir", cache])
-start_to_ready(["--cache-dir", cache])  # make sure the cache is warm
-warm = [start_to_ready(["--cache-dir", cache]) for _ in range(1 if SMOKE else 5)]
-results["P7"]["warm"] = statistics.median(warm)
-shutil.rmtree(cache, ignore_errors=True)
+if "P7" in ONLY:
+    cache = os.path.join(OUT, "p7-cache")
+    for d in (cache, cache + "-preinit"):  # the compile cache and the snapshots beside it
+        shutil.rmtree(d, ignore_errors=True)
+    results["P7"] = {}
+    if not SMOKE:
+        results["P7"]["cold"] = start_to_ready(["--cache-dir", cache])
+    start_to_ready(["--cache-dir", cache])  # make sure the cache is warm
+    warm = [start_to_ready(["--cache-dir", cache]) for _ in range(1 if SMOKE else 5)]
+    results["P7"]["warm"] = statistics.median(warm)
+    for d in (cache, cache + "-preinit"):
+        shutil.rmtree(d, ignore_errors=True)
 
 results["wall_s"] = time.time() - started
 with open(os.path.join(OUT, "results.json"), "w") as f:
@@ -351,57 +417,75 @@ print(f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count(
       f"load phases {PHASE:.0f} s × {REPS} (median), closed loop; wall {results['wall_s']:.0f} s"
       + (" — SMOKE RUN, figures meaningless" if SMOKE else ""))
 
-p2, p3 = results["P2"], results["P3"]
-best = max(p3[0], key=lambda r: r[1]["accepted_per_s"])
-nat = results["P5"][2]
+def met(ok):
+    return "**met**" if ok else "missed"
+
+
 print("\n| measure | stephost | baseline | ratio | target | met |")
 print("|---|---|---|---|---|---|")
-if not SMOKE:
-    p1 = results["P1"]
-    d = p1.get("dropper/pooling", float("nan"))
+if "P1" in results:
+    d = results["P1"].get("dropper/pooling", float("nan"))
     print(f"| P1 trivial step (dropper), fresh instance per event | {us(d)} | target 20 µs "
-          f"| {d / 20e-6:.2f}× of target | ≤ 20 µs | {'yes' if d <= 20e-6 else 'no'} |")
-p2c = {c: (a, b) for c, a, b in p2[0]}
-for c in sorted(p2c):
-    a, b = p2c[c]
-    r, l = a["accepted_per_s"] / b["accepted_per_s"], b["p50_ms"] / a["p50_ms"]
-    print(f"| P2 3 appenders, {c} clients: ev/s, p50 | {a['accepted_per_s']:.0f} ev/s, "
-          f"{ms(a['p50_ms'])} | http-chain {b['accepted_per_s']:.0f} ev/s, {ms(b['p50_ms'])} "
-          f"| {r:.2f}× ev/s, p50 1/{l:.1f} | ≥ 10×, ≤ 1/10 | {'yes' if r >= 10 and l >= 10 else 'no'} |")
-for c, a, b in p3[0]:
-    r = a["accepted_per_s"] / b["accepted_per_s"]
-    ok = r >= 1.0 and a["p99_ms"] <= b["p99_ms"]
-    print(f"| P3 filter → sentiment, {c} clients: ev/s, p99 | {a['accepted_per_s']:.0f} ev/s, "
-          f"{ms(a['p99_ms'])} | python-peer {b['accepted_per_s']:.0f} ev/s, {ms(b['p99_ms'])} "
-          f"| {r:.2f}× ev/s, p99 {a['p99_ms'] / b['p99_ms']:.2f}× | ≥ 1.0×, p99 ≤ | {'yes' if ok else 'no'} |")
-if not SMOKE:
+          f"| {d / 20e-6:.2f}× of target | ≤ 20 µs | {met(d <= 20e-6)} |")
+if "P2" in results:
+    p2 = results["P2"]
+    for c, a, b in p2[0]:
+        r = a["accepted_per_s"] / b["accepted_per_s"]
+        print(f"| P2 3 appenders, {c} clients: fused vs http-chain | {a['accepted_per_s']:.0f} ev/s "
+              f"| http-chain {b['accepted_per_s']:.0f} ev/s | {r:.2f}× | ≥ 3× | {met(r >= 3)} |")
+    for c, a, _ in p2[0]:
+        n = results["P2-nginx"][c]
+        r = a["accepted_per_s"] / n["accepted_per_s"]
+        print(f"| P2 3 appenders, {c} clients: fused vs nginx's fixed 202 | {a['accepted_per_s']:.0f} ev/s "
+              f"| nginx {n['accepted_per_s']:.0f} req/s | {r:.2f}× | ≥ 0.25× | {met(r >= 0.25)} |")
+if "P3" in results:
+    p3 = results["P3"]
+    for c, a, b in p3[0]:
+        r = a["accepted_per_s"] / b["accepted_per_s"]
+        ok = r >= 1.0 and a["p99_ms"] <= b["p99_ms"]
+        print(f"| P3 filter → sentiment, {c} clients: ev/s, p99 | {a['accepted_per_s']:.0f} ev/s, "
+              f"{ms(a['p99_ms'])} | python-peer {b['accepted_per_s']:.0f} ev/s, {ms(b['p99_ms'])} "
+              f"| {r:.2f}× ev/s, p99 {a['p99_ms'] / b['p99_ms']:.2f}× | ≥ 1.0×, p99 ≤ | {met(ok)} |")
+if "P4" in results:
     p4 = results["P4"]
     n = p4["native-tract-in-process"]
     h = p4["host-wasi-nn-fresh-instance"]
     g = p4["in-guest-tract-simd-warm-instance"]
     print(f"| P4 sentiment step via wasi-nn (fresh instance) | {ms(h * 1e3)} | native tract "
-          f"{ms(n * 1e3)} | {h / n:.2f}× | ≤ 1.2× | {'yes' if h / n <= 1.2 else 'no'} |")
+          f"{ms(n * 1e3)} | {h / n:.2f}× | ≤ 1.2× | {met(h / n <= 1.2)} |")
     print(f"| P4 in-guest tract, +simd128, warm instance | {ms(g * 1e3)} | native tract "
           f"{ms(n * 1e3)} | {g / n:.2f}× | reported | — |")
-r5 = best[1]["accepted_per_s"] / nat["accepted_per_s"]
-print(f"| P5 filter → sentiment, best ev/s ({best[0]} clients) | {best[1]['accepted_per_s']:.0f} ev/s "
-      f"| native, 2 threads {nat['accepted_per_s']:.0f} ev/s | {r5:.2f}× | ≥ 0.8× | {'yes' if r5 >= 0.8 else 'no'} |")
-one, nat1 = p3[0][0][1], results["P5"][1]
-print(f"| P5 filter → sentiment, latency at 1 client (p50) | {ms(one['p50_ms'])} "
-      f"| native, 1 thread {ms(nat1['p50_ms'])} | {one['p50_ms'] / nat1['p50_ms']:.2f}× | — | — |")
-p7 = results["P7"]
-if "cold" in p7:
-    print(f"| P7 start → /readyz, cold compile cache | {p7['cold']:.2f} s | warm {p7['warm']:.3f} s "
-          f"| {p7['cold'] / p7['warm']:.1f}× | reported | — |")
-print(f"| P7 start → /readyz, warm compile cache (median) | {p7['warm']:.3f} s | — | — | reported | — |")
+if "P5" in results:
+    best = max(results["P3"][0], key=lambda r: r[1]["accepted_per_s"])
+    nat = results["P5"][2]
+    r5 = best[1]["accepted_per_s"] / nat["accepted_per_s"]
+    print(f"| P5 filter → sentiment, best ev/s ({best[0]} clients) | {best[1]['accepted_per_s']:.0f} ev/s "
+          f"| native, 2 threads {nat['accepted_per_s']:.0f} ev/s | {r5:.2f}× | ≥ 0.9× | {met(r5 >= 0.9)} |")
+    one, nat1 = results["P3"][0][0][1], results["P5"][1]
+    print(f"| P5 filter → sentiment, latency at 1 client (p50) | {ms(one['p50_ms'])} "
+          f"| native, 1 thread {ms(nat1['p50_ms'])} | {one['p50_ms'] / nat1['p50_ms']:.2f}× | — | — |")
+if "P7" in results:
+    p7 = results["P7"]
+    if "cold" in p7:
+        print(f"| P7 start → /readyz, cold compile cache | {p7['cold']:.2f} s | warm {p7['warm']:.3f} s "
+              f"| {p7['cold'] / p7['warm']:.1f}× | reported | — |")
+    print(f"| P7 start → /readyz, warm compile cache (median) | {p7['warm']:.3f} s | — | — "
+          f"| ≤ 0.5 s | {met(p7['warm'] <= 0.5)} |")
 
-level_table("P2 — three appender steps: fused stephost vs http-chain (3 stephost step "
-            "processes + channel dispatcher)", *p2, "fused", "http-chain")
-level_table("P3 — filter → sentiment: fused stephost vs python-peer (2 uvicorn services "
-            "+ channel dispatcher)", *p3, "fused", "python-peer")
-print(f"\nP5 native in-process: 1 thread {nat1['accepted_per_s']:.0f} ev/s "
-      f"(p50 {ms(nat1['p50_ms'])}, p99 {ms(nat1['p99_ms'])}); 2 threads "
-      f"{nat['accepted_per_s']:.0f} ev/s (p50 {ms(nat['p50_ms'])}, p99 {ms(nat['p99_ms'])}).")
-if not SMOKE:
+if "P2" in results:
+    level_table("P2 — three appender steps: fused stephost vs http-chain (3 stephost step "
+                "processes + channel dispatcher)", *results["P2"], "fused", "http-chain")
+    print("\nP2 nginx (one worker, `return 202`), the floor of one HTTP exchange: "
+          + ", ".join(f"{c} clients {n['accepted_per_s']:.0f} req/s (p50 {ms(n['p50_ms'])})"
+                      for c, n in sorted(results["P2-nginx"].items())) + ".")
+if "P3" in results:
+    level_table("P3 — filter → sentiment: fused stephost vs python-peer (2 uvicorn services "
+                "+ channel dispatcher)", *results["P3"], "fused", "python-peer")
+if "P5" in results:
+    nat, nat1 = results["P5"][2], results["P5"][1]
+    print(f"\nP5 native in-process: 1 thread {nat1['accepted_per_s']:.0f} ev/s "
+          f"(p50 {ms(nat1['p50_ms'])}, p99 {ms(nat1['p99_ms'])}); 2 threads "
+          f"{nat['accepted_per_s']:.0f} ev/s (p50 {ms(nat['p50_ms'])}, p99 {ms(nat['p99_ms'])}).")
+if "P1" in results:
     print("\nP1 all variants (criterion medians): "
           + ", ".join(f"{k} {us(v)}" for k, v in sorted(results["P1"].items())))

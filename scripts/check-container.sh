@@ -17,6 +17,7 @@ echo "build stage: $(du -h "$work/out/stephost" | cut -f1) binary, $(du -sh "$wo
 mkdir -p "$work/image/usr/local/bin" "$work/image/var/cache" "$work/image/etc/stephost"
 cp "$work/out/stephost" "$work/image/usr/local/bin/stephost"
 cp -r "$work/out/cache" "$work/image/var/cache/stephost"
+cp -r "$work/out/cache-preinit" "$work/image/var/cache/stephost-preinit"
 python3 - "$work/image/etc/stephost/pipeline.yaml" <<'PY'
 import sys, yaml
 cm = yaml.safe_load(open("manifests/configmap.yaml"))
@@ -24,7 +25,7 @@ open(sys.argv[1], "w").write(cm["data"]["pipeline.yaml"])
 PY
 as_user=()
 if [ "$(id -u)" = 0 ]; then
-  chown -R 65532:65532 "$work/image/var/cache/stephost"
+  chown -R 65532:65532 "$work/image/var/cache/stephost" "$work/image/var/cache/stephost-preinit"
   chmod -R a+rX "$work"
   as_user=(setpriv --reuid=65532 --regid=65532 --clear-groups)
 fi
@@ -65,4 +66,6 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "localhost:$port/" \
 sleep 0.2
 echo "event: HTTP $status; broker received: $(cat "$work/broker.log")"
 [ "$status" = 202 ] && grep -q "/default/default moderated-comment positive good" "$work/broker.log"
+grep -q "snapshot read from the cache" "$work/host.log" \
+  || { echo "the baked-in pre-initialisation snapshots were not used"; exit 1; }
 echo "ok: the Containerfile's stages work"

@@ -385,3 +385,86 @@ async fn a_pre_initialised_guest_still_gets_a_fresh_instance_per_event() {
     let (status, error) = bad_event(&host, "t-2", &[]).await;
     assert_eq!(status, 200, "{error}");
 }
+
+/// The snapshots in `<cache-dir>-preinit`: (file name, bytes).
+fn snapshots(cache_dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut dir = cache_dir.as_os_str().to_owned();
+    dir.push("-preinit");
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "wasm"))
+                .map(|e| {
+                    let bytes = std::fs::read(e.path()).expect("read snapshot");
+                    (e.file_name().to_string_lossy().into_owned(), bytes)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_warm_start_reads_the_pre_initialisation_snapshot_from_the_cache() {
+    let temp = tempfile::tempdir().expect("temp dir");
+    let cache = temp.path().join("compiled");
+    let args = ["--cache-dir", cache.to_str().expect("utf-8")];
+    const RAN: &str = "wizer-initialize ran once";
+    const READ: &str = "snapshot read from the cache";
+
+    // First start: the initialiser runs, its snapshot is stored.
+    let host = Host::start(&manifest("none", ""), &args).await;
+    assert!(host.logs().contains(RAN), "{}", host.logs());
+    drop(host);
+    let stored = snapshots(&cache);
+    assert!(
+        !stored.is_empty(),
+        "the pre-initialised steps' snapshots are stored"
+    );
+
+    // Second start: read back, not run again; the step behaves the same.
+    let host = Host::start(&manifest("none", ""), &args).await;
+    assert!(
+        host.logs().contains(READ) && !host.logs().contains(RAN),
+        "{}",
+        host.logs()
+    );
+    assert_eq!(bad_event(&host, "w-1", &[]).await.0, 200);
+    assert_eq!(
+        bad_event(&host, "w-2", &[("ce-fault", "trap")]).await.0,
+        500
+    );
+    assert_eq!(
+        bad_event(&host, "w-3", &[]).await.0,
+        200,
+        "fresh instance after a trap"
+    );
+    drop(host);
+
+    // Damaged snapshots are deleted and made afresh.
+    let mut dir = cache.as_os_str().to_owned();
+    dir.push("-preinit");
+    for (name, _) in &stored {
+        std::fs::write(std::path::Path::new(&dir).join(name), b"not a component")
+            .expect("damage it");
+    }
+    let host = Host::start(&manifest("none", ""), &args).await;
+    assert!(
+        host.logs().contains("unusable: made afresh"),
+        "{}",
+        host.logs()
+    );
+    assert!(host.logs().contains(RAN), "{}", host.logs());
+    assert_eq!(bad_event(&host, "w-4", &[]).await.0, 200);
+    drop(host);
+    assert_eq!(snapshots(&cache), stored, "the same snapshots, bit for bit");
+
+    // Other limits for one step (its initialiser runs under them): another
+    // snapshot for it.
+    let host = Host::start(&manifest("none", "{memory: 96Mi}"), &args).await;
+    assert!(host.logs().contains(RAN), "{}", host.logs());
+    drop(host);
+    assert_eq!(snapshots(&cache).len(), stored.len() + 1);
+}

@@ -256,3 +256,73 @@ async fn oversized_input_tensors_are_refused_before_inference() {
     assert_eq!(out.status, 200, "{}", out.text());
     assert_eq!(out.header("ce-sentimentresult"), "positive");
 }
+
+/// CPU seconds the host's `stephost-nn-*` threads (the every-core inference
+/// pool) have used, and how many such threads there are.
+fn spread_pool_cpu(pid: u32) -> (usize, f64) {
+    let ticks = 100.0; // USER_HZ on Linux
+    let (mut threads, mut cpu) = (0, 0.0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = task.expect("task").path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if !comm.starts_with("stephost-nn-") {
+            continue;
+        }
+        threads += 1;
+        let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+        // Fields after the ")" that ends the name: utime and stime are 12th and 13th.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, r)| r)
+            .split_whitespace()
+            .collect();
+        let n = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        cpu += (n(11) + n(12)) / ticks;
+    }
+    (threads, cpu)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_inference_spread_over_the_cores_gives_the_same_logits() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("one core: nothing to spread over");
+        return;
+    }
+    let models = format!("{{sentiment: {:?}}}", model_path());
+    let manifest = sentiment_step("sentiment", &[("includeLogits", "true")], Some(&models));
+    let spread = Host::start(&manifest, &[]).await;
+    let single = Host::start(&manifest, &["--no-spread-inference"]).await;
+    let sentences: Vec<&str> = REFERENCE
+        .lines()
+        .take(40)
+        .map(|l| l.splitn(5, '\t').nth(4).expect("sentence"))
+        .collect();
+    // One at a time: each inference is alone on the host.
+    for (i, text) in sentences.iter().enumerate() {
+        let a = classify(&spread, "sentiment", &format!("s-{i}"), text).await;
+        let b = classify(&single, "sentiment", &format!("s-{i}"), text).await;
+        assert_eq!(a.status, 200, "{}", a.text());
+        assert_eq!(b.status, 200, "{}", b.text());
+        assert_eq!(
+            a.json()["sentimentLogits"],
+            b.json()["sentimentLogits"],
+            "{text:?}: spread and single-core logits must be bit-identical"
+        );
+    }
+    let (threads, cpu) = spread_pool_cpu(spread.pid());
+    assert_eq!(
+        threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    assert!(cpu > 0.0, "the every-core pool ran the lone inferences");
+    assert_eq!(
+        spread_pool_cpu(single.pid()).0,
+        0,
+        "no pool when spreading is off"
+    );
+}

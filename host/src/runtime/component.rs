@@ -100,6 +100,9 @@ impl StepComponent {
     /// failed. The instance is dropped afterwards either way, so a trapped
     /// instance is never reused.
     pub async fn handle(&self, event: WitEvent) -> Result<Option<WitEvent>, StepFailure> {
+        // Counted from here (waiting for a slot included): an event on its
+        // way through a step is using, or about to use, a core.
+        let _running = self.models.instance_running();
         if let Some(pool) = &self.warm {
             return self.handle_warm(pool, event).await;
         }

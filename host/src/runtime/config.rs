@@ -83,6 +83,10 @@ pub struct RuntimeConfig {
     /// How many wasi:nn inferences run at once, host-wide. Each occupies a
     /// core for milliseconds; more than the cores only queues inside tract.
     pub inference_threads: usize,
+    /// Let an inference that starts while the host is otherwise idle spread
+    /// its matrix products over `inference_threads` cores (see
+    /// `nn::InferencePool`). Off = every inference on one core.
+    pub spread_inference: bool,
     /// Pre-initialise components that export `wizer-initialize` (see
     /// `preinit`). Off = instances run their initialisation themselves.
     pub preinit: bool,
@@ -113,6 +117,7 @@ impl Default for RuntimeConfig {
             keep_resident: default_keep_resident(),
             cache_dir: None,
             inference_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            spread_inference: true,
             preinit: true,
             pagemap_scan: true,
             perfmap: false,

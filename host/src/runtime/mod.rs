@@ -21,6 +21,7 @@ pub mod guest_event;
 mod guest_log;
 pub mod nn;
 mod preinit;
+mod snapshots;
 mod store;
 
 pub use bindings::{WitEvent, WitStepError};
@@ -31,6 +32,7 @@ pub use config::{
 };
 pub use error::{RuntimeError, StepFailure};
 pub use preinit::wants_preinit;
+pub use snapshots::MAX_SNAPSHOTS;
 pub use store::StepState;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ use bindings::{Step, StepPre};
 use config::{EpochTicker, engine_config};
 use guest_log::GuestLog;
 use nn::{InferencePool, NnView, StepModels};
+use snapshots::SnapshotCache;
 use store::{deterministic_wasi, limited_store};
 
 /// The version of the `stephost:step` WIT package (`guests/sdk/wit/step.wit`)
@@ -83,6 +86,8 @@ pub struct Runtime {
     inference: Arc<InferencePool>,
     /// The compile cache, for its hit/miss counts.
     cache: Option<wasmtime::Cache>,
+    /// Pre-initialisation snapshots kept on disk beside the compile cache.
+    snapshots: Option<SnapshotCache>,
     /// Dropped with the runtime to stop the epoch ticker thread.
     _ticker: EpochTicker,
 }
@@ -122,7 +127,11 @@ impl Runtime {
             engine,
             linker,
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
-            inference: InferencePool::new(config.inference_threads),
+            inference: InferencePool::new(config.inference_threads, config.spread_inference),
+            snapshots: cache
+                .as_ref()
+                .and(config.cache_dir.as_deref())
+                .map(SnapshotCache::beside),
             config,
             cache,
             _ticker: ticker,
@@ -232,6 +241,15 @@ impl Runtime {
                 message: format!("{e:#}"),
             })
         };
+        let mut config = config;
+        config.sort();
+        let config = Arc::new(config);
+        // A snapshot a previous start made stands for the original: same
+        // imports and exports (the init export is kept), so it is checked
+        // the same way, and the original need not be loaded at all.
+        if let Some(component) = self.cached_snapshot(origin, bytes, limits, &config, &compile) {
+            return self.finish(origin, component, limits, config);
+        }
         let mut component = compile(bytes)?;
         self.check_wit_version(origin, &component)?;
         let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
@@ -243,46 +261,24 @@ impl Runtime {
         self.linker
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
-        let mut config = config;
-        config.sort();
-        let config = Arc::new(config);
         if self.config.preinit && preinit::wants_preinit(&component) {
-            let started = Instant::now();
-            let log = GuestLog::new(GUEST_LOG_CAPACITY);
-            // WASI randomness seeded from the component's bytes: the snapshot
-            // (e.g. HashMap keys drawn during init) is then a function of the
-            // inputs, so the compile cache recognises it on the next start.
-            let seed = {
-                use sha2::Digest as _;
-                let digest = sha2::Sha256::digest(bytes);
-                u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
-            };
-            let new_store = || {
-                let mut store = limited_store(
-                    &self.engine,
-                    limits,
-                    config.clone(),
-                    StepModels::none(self.inference.clone()),
-                    log.clone(),
-                );
-                store.data_mut().wasi = deterministic_wasi(seed, &log);
-                store
-            };
-            let snapshot = preinit::preinitialize(&self.linker, bytes, new_store).map_err(|e| {
-                RuntimeError::Preinit {
-                    origin: origin.to_string(),
-                    message: format!("{:#}", e.root_cause()),
-                    stderr: log.contents_lossy(),
-                }
-            })?;
-            component = compile(&snapshot)?;
-            tracing::info!(
-                origin,
-                snapshot_bytes = snapshot.len(),
-                took_ms = started.elapsed().as_millis() as u64,
-                "pre-initialised (wizer-initialize ran once; instances start from the snapshot)"
-            );
+            component = self.preinitialized(origin, bytes, limits, &config, &compile)?;
         }
+        self.finish(origin, component, limits, config)
+    }
+
+    /// The step around a checked (and possibly pre-initialised) component.
+    fn finish(
+        &self,
+        origin: &str,
+        component: Component,
+        limits: StepLimits,
+        config: Arc<Vec<(String, String)>>,
+    ) -> Result<StepComponent, RuntimeError> {
+        let wrong_world = |e: wasmtime::Error| RuntimeError::WrongWorld {
+            origin: origin.to_string(),
+            message: format!("{e:#}"),
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -296,5 +292,101 @@ impl Runtime {
             warm: None,
             models: StepModels::none(self.inference.clone()),
         })
+    }
+
+    /// The snapshot of `bytes` a previous start stored, compiled and checked
+    /// (WIT version, world), when pre-initialisation is on and there is one.
+    /// A snapshot that fails to compile or check is deleted; the caller then
+    /// starts from the original.
+    fn cached_snapshot(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+        limits: StepLimits,
+        config: &[(String, String)],
+        compile: &dyn Fn(&[u8]) -> Result<Component, RuntimeError>,
+    ) -> Option<Component> {
+        let cache = self.snapshots.as_ref().filter(|_| self.config.preinit)?;
+        let started = Instant::now();
+        let key = SnapshotCache::key(&self.engine, bytes, config, limits.memory);
+        let snapshot = cache.get(&key)?;
+        let checked = compile(&snapshot).and_then(|component| {
+            self.check_wit_version(origin, &component)?;
+            self.linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::WrongWorld {
+                    origin: origin.to_string(),
+                    message: format!("{e:#}"),
+                })?;
+            Ok(component)
+        });
+        match checked {
+            Ok(component) => {
+                tracing::info!(
+                    origin,
+                    snapshot_bytes = snapshot.len(),
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "pre-initialised: snapshot read from the cache (wizer-initialize ran at an earlier start)"
+                );
+                Some(component)
+            }
+            Err(e) => {
+                tracing::warn!(origin, error = %e, "cached pre-initialisation snapshot unusable: made afresh");
+                cache.remove(&key);
+                None
+            }
+        }
+    }
+
+    /// The pre-initialised snapshot of `bytes`, compiled, by running
+    /// `wizer-initialize` once; stored in the snapshot cache for the next start.
+    fn preinitialized(
+        &self,
+        origin: &str,
+        bytes: &[u8],
+        limits: StepLimits,
+        config: &Arc<Vec<(String, String)>>,
+        compile: &dyn Fn(&[u8]) -> Result<Component, RuntimeError>,
+    ) -> Result<Component, RuntimeError> {
+        let started = Instant::now();
+        let log = GuestLog::new(GUEST_LOG_CAPACITY);
+        // WASI randomness seeded from the component's bytes: the snapshot
+        // (e.g. HashMap keys drawn during init) is then a function of the
+        // inputs, so the caches recognise it on the next start.
+        let seed = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(bytes);
+            u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+        };
+        let new_store = || {
+            let mut store = limited_store(
+                &self.engine,
+                limits,
+                config.clone(),
+                StepModels::none(self.inference.clone()),
+                log.clone(),
+            );
+            store.data_mut().wasi = deterministic_wasi(seed, &log);
+            store
+        };
+        let snapshot = preinit::preinitialize(&self.linker, bytes, new_store).map_err(|e| {
+            RuntimeError::Preinit {
+                origin: origin.to_string(),
+                message: format!("{:#}", e.root_cause()),
+                stderr: log.contents_lossy(),
+            }
+        })?;
+        let component = compile(&snapshot)?;
+        if let Some(cache) = &self.snapshots {
+            let key = SnapshotCache::key(&self.engine, bytes, config, limits.memory);
+            cache.put(&key, &snapshot);
+        }
+        tracing::info!(
+            origin,
+            snapshot_bytes = snapshot.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "pre-initialised (wizer-initialize ran once; instances start from the snapshot)"
+        );
+        Ok(component)
     }
 }

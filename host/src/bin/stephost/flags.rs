@@ -231,6 +231,10 @@ pub(crate) struct EngineArgs {
     /// wait [default: the number of CPUs].
     #[arg(long)]
     pub(crate) inference_threads: Option<usize>,
+    /// Run every inference on one core, also when the host is otherwise
+    /// idle (by default a lone inference uses --inference-threads cores).
+    #[arg(long)]
+    pub(crate) no_spread_inference: bool,
     /// Compile cache directory [default: $XDG_CACHE_HOME/stephost, else
     /// $HOME/.cache/stephost, else /tmp/stephost-cache].
     #[arg(long, env = "STEPHOST_CACHE_DIR")]

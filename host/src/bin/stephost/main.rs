@@ -103,6 +103,7 @@ pub(crate) fn runtime_config(args: &EngineArgs) -> Result<RuntimeConfig> {
     Ok(RuntimeConfig {
         keep_resident,
         inference_threads: args.inference_threads.unwrap_or(defaults.inference_threads),
+        spread_inference: !args.no_spread_inference,
         pooling: !args.no_pooling,
         preinit: !args.no_preinit,
         pagemap_scan: !args.no_pagemap_scan,

@@ -32,9 +32,11 @@ pub use tract::{LoadedModel, ModelError, load_onnx};
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use tokio::sync::Semaphore;
+use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use wasmtime::component::{HasData, ResourceTable};
 
 /// Default cap on the elements of one input tensor: 1 Mi elements (8 MiB of
@@ -45,21 +47,63 @@ pub const DEFAULT_MAX_INPUT_ELEMENTS: usize = 1 << 20;
 /// Bounds how many inferences run at once, host-wide: each takes a core for
 /// milliseconds, so more at once than there are cores only adds latency and
 /// memory. Waiting guests wait asynchronously; they hold no thread.
+///
+/// It also decides how many cores one inference uses. An inference that
+/// starts while the host is otherwise idle (no other inference running, no
+/// other Wasm instance running) spreads its matrix products over every core
+/// (tract's multithreaded executor, a rayon pool of one thread per core): at
+/// one client the other cores would sit idle. Under load each inference runs
+/// on one core, so events do not fight over the cores. Splitting a matrix
+/// product by output tiles leaves every sum in the same order: the answers
+/// are bit-identical (the sentiment logits tests compare them with native
+/// tract on one thread).
 pub struct InferencePool {
     /// One permit per inference that may run at once.
     permits: Arc<Semaphore>,
+    /// Inferences running now.
+    inferences: Arc<AtomicUsize>,
+    /// Wasm instances running now, host-wide ([`InferencePool::instance_running`]).
+    instances: Arc<AtomicUsize>,
+    /// The every-core executor for an inference alone on the host; `None`
+    /// with one core or when spreading is off.
+    spread: Option<Executor>,
+}
+
+/// Counts one running Wasm instance (see [`InferencePool::instance_running`])
+/// until dropped.
+pub struct RunningInstance(Arc<AtomicUsize>);
+
+impl Drop for RunningInstance {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl InferencePool {
-    /// A pool running at most `threads` inferences at once (at least one).
-    pub fn new(threads: usize) -> Arc<Self> {
+    /// A pool running at most `threads` inferences at once (at least one);
+    /// with `spread`, an inference alone on the host uses `threads` cores.
+    pub fn new(threads: usize, spread: bool) -> Arc<Self> {
+        let threads = threads.max(1);
+        let spread = (spread && threads > 1)
+            .then(|| Executor::multithread_with_name(threads, "stephost-nn"));
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(threads.max(1))),
+            permits: Arc::new(Semaphore::new(threads)),
+            inferences: Arc::new(AtomicUsize::new(0)),
+            instances: Arc::new(AtomicUsize::new(0)),
+            spread,
         })
     }
 
-    /// Run CPU-heavy `job` on a blocking thread once a slot is free. The slot
-    /// stays taken until the job ends, even if the caller stops waiting.
+    /// Count a Wasm instance as running while the guard lives, so an
+    /// inference knows whether other events are using the cores.
+    pub fn instance_running(&self) -> RunningInstance {
+        self.instances.fetch_add(1, Ordering::Relaxed);
+        RunningInstance(self.instances.clone())
+    }
+
+    /// Run CPU-heavy `job` on a blocking thread once a slot is free, on
+    /// every core if the host is otherwise idle. The slot stays taken until
+    /// the job ends, even if the caller stops waiting.
     async fn run<R: Send + 'static>(
         &self,
         job: impl FnOnce() -> R + Send + 'static,
@@ -70,9 +114,18 @@ impl InferencePool {
             .acquire_owned()
             .await
             .map_err(|_| "the host is shutting down".to_string())?;
+        // Alone: no other inference, and no instance but the caller's.
+        let alone = self.inferences.fetch_add(1, Ordering::Relaxed) == 0
+            && self.instances.load(Ordering::Relaxed) <= 1;
+        let running = RunningInstance(self.inferences.clone());
+        let spread = self.spread.clone().filter(|_| alone);
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            job()
+            let _running = running;
+            match spread {
+                Some(executor) => multithread_tract_scope(executor, job),
+                None => job(),
+            }
         })
         .await
         .map_err(|_| "inference thread failed".to_string())
@@ -109,6 +162,12 @@ impl StepModels {
     /// No grants at all: every wasi:nn load fails with `not-found`/`security`.
     pub fn none(pool: Arc<InferencePool>) -> Self {
         Self::new(HashMap::new(), false, pool)
+    }
+
+    /// Count an instance of this step as running (see
+    /// [`InferencePool::instance_running`]).
+    pub fn instance_running(&self) -> RunningInstance {
+        self.pool.instance_running()
     }
 
     /// The granted names, sorted, for logs and errors.
