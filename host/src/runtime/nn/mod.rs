@@ -123,6 +123,13 @@ impl InferencePool {
             let _permit = permit;
             let _running = running;
             match spread {
+                // The whole inference runs on a thread of the pool, so each
+                // matrix product splits across the pool without waking this
+                // thread and handing back to it, op after op.
+                Some(Executor::MultiThread(pool)) => {
+                    let executor = Executor::MultiThread(pool.clone());
+                    pool.install(move || multithread_tract_scope(executor, job))
+                }
                 Some(executor) => multithread_tract_scope(executor, job),
                 None => job(),
             }
