@@ -46,20 +46,8 @@ fn cargo(dir: &Path, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_step_builds_tests_and_serves_in_a_sequence() {
-    let parent = tempfile::tempdir().expect("temp dir");
     let sdk = concat!(env!("CARGO_MANIFEST_DIR"), "/../guests/sdk");
-    let out = Command::new(STEPHOST)
-        .args(["new", "shout", "--dir"])
-        .arg(parent.path())
-        .args(["--sdk-path", sdk])
-        .output()
-        .expect("stephost new");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let project = parent.path().join("shout");
+    let (parent, project) = new_project("shout", &["--sdk-path", sdk]);
     for file in ["Cargo.toml", "src/lib.rs", "step.yaml", "README.md"] {
         assert!(project.join(file).is_file(), "{file} written");
     }
@@ -112,12 +100,13 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     text
 }
 
-/// `stephost new NAME --lang LANG` in a fresh temporary directory.
-fn new_project(name: &str, lang: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+/// `stephost new NAME ARGS` in a fresh temporary directory.
+fn new_project(name: &str, args: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
     let parent = tempfile::tempdir().expect("temp dir");
     let out = Command::new(STEPHOST)
-        .args(["new", name, "--lang", lang, "--dir"])
+        .args(["new", name, "--dir"])
         .arg(parent.path())
+        .args(args)
         .output()
         .expect("stephost new");
     assert!(
@@ -146,7 +135,7 @@ async fn serve_one_event(project: &Path, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_python_step_builds_tests_and_serves_in_a_sequence() {
-    let (_parent, project) = new_project("greet-py", "python");
+    let (_parent, project) = new_project("greet-py", &["--lang", "python"]);
     for file in ["app.py", "test_app.py", "requirements.txt", "wit/step.wit"] {
         assert!(project.join(file).is_file(), "{file} written");
     }
@@ -185,7 +174,7 @@ async fn a_new_python_step_builds_tests_and_serves_in_a_sequence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_javascript_step_builds_tests_and_serves_in_a_sequence() {
-    let (_parent, project) = new_project("greet-js", "js");
+    let (_parent, project) = new_project("greet-js", &["--lang", "js"]);
     for file in [
         "step.js",
         "test/step.test.mjs",
