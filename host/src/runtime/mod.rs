@@ -247,7 +247,13 @@ impl Runtime {
         // A snapshot a previous start made stands for the original: same
         // imports and exports (the init export is kept), so it is checked
         // the same way, and the original need not be loaded at all.
-        if let Some(component) = self.cached_snapshot(origin, bytes, limits, &config, &compile) {
+        // The snapshot's key, hashed once for the lookup and the store.
+        let key = (self.snapshots.is_some() && self.config.preinit)
+            .then(|| SnapshotCache::key(&self.engine, bytes, &config, limits.memory));
+        if let Some(component) = key
+            .as_deref()
+            .and_then(|key| self.cached_snapshot(origin, key, &compile))
+        {
             return self.finish(origin, component, limits, config);
         }
         let mut component = compile(bytes)?;
@@ -262,7 +268,8 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(wrong_world)?;
         if self.config.preinit && preinit::wants_preinit(&component) {
-            component = self.preinitialized(origin, bytes, limits, &config, &compile)?;
+            component =
+                self.preinitialized(origin, bytes, limits, &config, key.as_deref(), &compile)?;
         }
         self.finish(origin, component, limits, config)
     }
@@ -294,22 +301,19 @@ impl Runtime {
         })
     }
 
-    /// The snapshot of `bytes` a previous start stored, compiled and checked
-    /// (WIT version, world), when pre-initialisation is on and there is one.
+    /// The snapshot a previous start stored under `key`, compiled and
+    /// checked (WIT version, world), if there is one.
     /// A snapshot that fails to compile or check is deleted; the caller then
     /// starts from the original.
     fn cached_snapshot(
         &self,
         origin: &str,
-        bytes: &[u8],
-        limits: StepLimits,
-        config: &[(String, String)],
+        key: &str,
         compile: &dyn Fn(&[u8]) -> Result<Component, RuntimeError>,
     ) -> Option<Component> {
-        let cache = self.snapshots.as_ref().filter(|_| self.config.preinit)?;
+        let cache = self.snapshots.as_ref()?;
         let started = Instant::now();
-        let key = SnapshotCache::key(&self.engine, bytes, config, limits.memory);
-        let snapshot = cache.get(&key)?;
+        let snapshot = cache.get(key)?;
         let checked = compile(&snapshot).and_then(|component| {
             self.check_wit_version(origin, &component)?;
             self.linker
@@ -332,20 +336,22 @@ impl Runtime {
             }
             Err(e) => {
                 tracing::warn!(origin, error = %e, "cached pre-initialisation snapshot unusable: made afresh");
-                cache.remove(&key);
+                cache.remove(key);
                 None
             }
         }
     }
 
     /// The pre-initialised snapshot of `bytes`, compiled, by running
-    /// `wizer-initialize` once; stored in the snapshot cache for the next start.
+    /// `wizer-initialize` once; stored under `key` (when caching) for the
+    /// next start.
     fn preinitialized(
         &self,
         origin: &str,
         bytes: &[u8],
         limits: StepLimits,
         config: &Arc<Vec<(String, String)>>,
+        key: Option<&str>,
         compile: &dyn Fn(&[u8]) -> Result<Component, RuntimeError>,
     ) -> Result<Component, RuntimeError> {
         let started = Instant::now();
@@ -377,9 +383,8 @@ impl Runtime {
             }
         })?;
         let component = compile(&snapshot)?;
-        if let Some(cache) = &self.snapshots {
-            let key = SnapshotCache::key(&self.engine, bytes, config, limits.memory);
-            cache.put(&key, &snapshot);
+        if let (Some(cache), Some(key)) = (&self.snapshots, key) {
+            cache.put(key, &snapshot);
         }
         tracing::info!(
             origin,
