@@ -63,6 +63,7 @@ impl Registry {
         let steps = std::thread::scope(|scope| {
             let mut loading = Some(scope.spawn(|| load_models(manifest, builtins)));
             let mut models = None;
+            let no_models = LoadedModels::new();
             let mut steps = BTreeMap::new();
             for doc in &manifest.wasm_steps {
                 if !doc.models().is_empty()
@@ -75,7 +76,7 @@ impl Registry {
                             .collect()
                     }));
                 }
-                let loaded = models.as_ref().unwrap_or(&NO_MODELS);
+                let loaded = models.as_ref().unwrap_or(&no_models);
                 let step = build_step(doc, runtime, builtins, loaded)?;
                 steps.insert(step.name.clone(), Arc::new(step));
             }
@@ -261,9 +262,6 @@ fn grant_models(
 
 /// Every model of a manifest, loaded or why not, by source.
 type LoadedModels = HashMap<ModelSource, Result<LoadedModel, String>>;
-
-/// The models of a manifest without steps that use models.
-static NO_MODELS: std::sync::LazyLock<LoadedModels> = std::sync::LazyLock::new(HashMap::new);
 
 /// Every distinct model source the manifest grants.
 fn model_sources(manifest: &Manifest) -> impl Iterator<Item = ModelSource> {
