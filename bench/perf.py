@@ -8,8 +8,11 @@ peer's venv. Prints Markdown tables (and writes target/perf/results.json):
   P2  three appender steps: fused stephost vs http-chain (each step its own
       stephost process, chained by examples/chain_dispatcher.rs through
       channels, as the InMemoryChannel dispatcher does), concurrency 1/4/16/64;
-      and nginx answering the same request with a fixed 202 (Debian's nginx,
-      one worker): the floor of one HTTP exchange on this machine
+      nginx answering the same request with a fixed 202 (Debian's nginx,
+      one worker): the floor of one HTTP exchange on this machine; and
+      stephost's bare answer (`--bare-answer`: the event answered with itself
+      after admission and parsing, no step): the host's own floor. Server CPU
+      per event is read from /proc for the fused host and both floors
   P3  filter -> sentiment: fused stephost vs python-peer (bench/python_peer.py:
       two uvicorn services on onnxruntime, the same dispatcher)
   P4  sentiment step through the host (wasi-nn -> tract) vs native tract, and
@@ -123,6 +126,15 @@ class Server:
             pass
         return float("nan")
 
+    def cpu_seconds(self):
+        """User + system CPU the process used so far."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except OSError:
+            return float("nan")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -217,11 +229,17 @@ def load(url, concurrency, seconds, content_type="application/json"):
     return r
 
 
-def measure(url, concurrency, content_type="application/json"):
-    """The median of REPS closed-loop phases (by events/s)."""
+def measure(url, concurrency, content_type="application/json", server=None):
+    """The median of REPS closed-loop phases (by events/s); with `server`,
+    also its CPU per event over all REPS phases (µs)."""
+    cpu = server.cpu_seconds() if server else 0.0
     runs = [load(url, concurrency, PHASE, content_type) for _ in range(REPS)]
+    cpu_us = ((server.cpu_seconds() - cpu) * 1e6 / sum(r["accepted"] for r in runs)
+              if server else float("nan"))
     runs.sort(key=lambda r: r["accepted_per_s"])
-    return runs[len(runs) // 2]
+    median = runs[len(runs) // 2]
+    median["cpu_us_per_event"] = cpu_us
+    return median
 
 
 def compare(name, a_servers, a_url, b_servers, b_url, content_type):
@@ -229,7 +247,7 @@ def compare(name, a_servers, a_url, b_servers, b_url, content_type):
     rows = []
     for c in LEVELS:
         load(a_url, c, min(PHASE, 2), content_type)  # warm-up
-        a = measure(a_url, c, content_type)
+        a = measure(a_url, c, content_type, a_servers[0])
         load(b_url, c, min(PHASE, 2), content_type)
         b = measure(b_url, c, content_type)
         rows.append((c, a, b))
@@ -276,14 +294,15 @@ if not SMOKE and "P1" in ONLY:
 if not SMOKE and "P4" in ONLY:
     results["P4"] = criterion_medians("sentiment", "sentiment")
 
-# ---- P2: three appenders, fused vs http-chain, and nginx's fixed answer -------
+# ---- P2: three appenders, fused vs http-chain, and the two floors ---------------
 def run_p2():
     servers = []
     try:
         fused = stephost("p2-fused", three_appenders())
         steps = [stephost(f"p2-step-{i}", appender_step(f"step-{i}", f"-{i}")) for i in range(3)]
         floor = nginx("p2-nginx")
-        servers = [fused, *steps, floor]
+        bare = stephost("p2-bare", three_appenders(), ["--bare-answer"])
+        servers = [fused, *steps, floor, bare]
         for s in servers:
             s.wait_ready()
         chain = dispatcher("p2-dispatcher", [f"{s.url}/steps/step-{i}" for i, s in enumerate(steps)])
@@ -297,13 +316,17 @@ def run_p2():
         status, _, _ = post(floor.url, "text/plain", b"hello", "p2")
         if status != 202:
             sys.exit(f"P2: nginx answered {status}, want 202")
+        status, _, body = post(bare.url, "text/plain", b"hello", "p2")
+        if status != 200 or body != b"hello":
+            sys.exit(f"P2: the bare answer was {status} {body!r}, want 200 'hello'")
         results["P2"] = compare("P2", [fused], fused.url, steps + [chain], chain.url, "text/plain")
-        results["P2-nginx"] = {}
-        for c in LEVELS:
-            load(floor.url, c, min(PHASE, 2), "text/plain")
-            results["P2-nginx"][c] = measure(floor.url, c, "text/plain")
-            print(f"  P2 nginx c={c}: {results['P2-nginx'][c]['accepted_per_s']:.0f} req/s",
-                  file=sys.stderr)
+        for key, server in [("P2-nginx", floor), ("P2-bare", bare)]:
+            results[key] = {}
+            for c in LEVELS:
+                load(server.url, c, min(PHASE, 2), "text/plain")
+                results[key][c] = measure(server.url, c, "text/plain", server)
+                print(f"  {key} c={c}: {results[key][c]['accepted_per_s']:.0f} req/s",
+                      file=sys.stderr)
     finally:
         for s in servers:
             s.stop()
@@ -438,6 +461,12 @@ if "P2" in results:
         r = a["accepted_per_s"] / n["accepted_per_s"]
         print(f"| P2 3 appenders, {c} clients: fused vs nginx's fixed 202 | {a['accepted_per_s']:.0f} ev/s "
               f"| nginx {n['accepted_per_s']:.0f} req/s | {r:.2f}× | ≥ 0.25× | {met(r >= 0.25)} |")
+    for c in LEVELS:
+        b, n = results["P2-bare"][c], results["P2-nginx"][c]
+        r = b["accepted_per_s"] / n["accepted_per_s"]
+        print(f"| P2 bare answer (no step), {c} clients: vs nginx's fixed 202 "
+              f"| {b['accepted_per_s']:.0f} ev/s | nginx {n['accepted_per_s']:.0f} req/s "
+              f"| {r:.2f}× | ≥ 0.5× | {met(r >= 0.5)} |")
 if "P3" in results:
     p3 = results["P3"]
     for c, a, b in p3[0]:
@@ -478,6 +507,13 @@ if "P2" in results:
     print("\nP2 nginx (one worker, `return 202`), the floor of one HTTP exchange: "
           + ", ".join(f"{c} clients {n['accepted_per_s']:.0f} req/s (p50 {ms(n['p50_ms'])})"
                       for c, n in sorted(results["P2-nginx"].items())) + ".")
+    print("\nP2 server CPU per event (µs, from /proc, over all phases of a level; the load "
+          "generator runs on the same cores):\n")
+    print("| clients | nginx | stephost bare answer | fused, 3 appenders |")
+    print("|---|---|---|---|")
+    for c, a, _ in results["P2"][0]:
+        print(f"| {c} | {results['P2-nginx'][c]['cpu_us_per_event']:.1f} "
+              f"| {results['P2-bare'][c]['cpu_us_per_event']:.1f} | {a['cpu_us_per_event']:.1f} |")
 if "P3" in results:
     level_table("P3 — filter → sentiment: fused stephost vs python-peer (2 uvicorn services "
                 "+ channel dispatcher)", *results["P3"], "fused", "python-peer")

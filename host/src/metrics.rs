@@ -193,6 +193,30 @@ impl Metrics {
         }
     }
 
+    /// The series of one step version, looked up once: `get_or_create` on
+    /// every call hashed freshly allocated label strings, 3.5 % of the
+    /// host's CPU on the 3-appender Sequence (bench/RESULTS.md, the CPU split).
+    pub fn step_series(&self, step: &str, version: &str) -> StepSeries {
+        let counter = |outcome: &str| {
+            self.steps
+                .get_or_create(&labels(&[
+                    ("step", step),
+                    ("version", version),
+                    ("outcome", outcome),
+                ]))
+                .clone()
+        };
+        StepSeries {
+            seconds: self
+                .step_seconds
+                .get_or_create(&labels(&[("step", step), ("version", version)]))
+                .clone(),
+            forwarded: counter("forwarded"),
+            dropped: counter("dropped"),
+            failed: counter("failed"),
+        }
+    }
+
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -201,6 +225,20 @@ impl Metrics {
         }
         text
     }
+}
+
+/// Handles on one step version's series in [`Metrics`] (shared values, so a
+/// handle kept across calls writes what `/metrics` reads).
+#[derive(Debug, Clone)]
+pub struct StepSeries {
+    /// `stephost_step_duration_seconds{step, version}`.
+    pub seconds: Histogram,
+    /// `stephost_step_events_total{…, outcome="forwarded"}`.
+    pub forwarded: Counter,
+    /// `stephost_step_events_total{…, outcome="dropped"}`.
+    pub dropped: Counter,
+    /// `stephost_step_events_total{…, outcome="failed"}`.
+    pub failed: Counter,
 }
 
 /// Time to instantiate a step (fresh store + instance), host-wide: the

@@ -205,3 +205,43 @@ async fn perfmap_names_guest_functions_for_perf() {
         "a host without --perfmap wrote a map"
     );
 }
+
+/// `--bare-answer` (the benchmark floor of bench/perf.sh P2): an event is
+/// answered with itself, byte for byte, through admission and parsing, and
+/// no step runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_answer_returns_the_event_without_running_a_step() {
+    let manifest = format!(
+        "{}{}",
+        sequence("solo", &["a"], None),
+        wasm_step("a", APPENDER, &[("suffix", "-m")], "")
+    );
+    let host = Host::start(&manifest, &["--bare-answer"]).await;
+    let mut headers = ce_headers("bare-1", "text/plain");
+    headers.push(("ce-myext", "kept"));
+    let out = post(&host.url, &headers, "untouched").await;
+    assert_eq!(out.status, 200, "{}", out.text());
+    assert_eq!(out.text(), "untouched");
+    assert_eq!(out.header("ce-id"), "bare-1");
+    assert_eq!(out.header("ce-myext"), "kept");
+    assert_eq!(out.header("ce-stephostversions"), "");
+    // Still a CloudEvents endpoint: a request that is not an event is refused.
+    let bad = post(&host.url, &[("content-type", "text/plain")], "x").await;
+    assert_eq!(bad.status, 400);
+    let samples = parse(&get(&format!("{}/metrics", host.url)).await.unwrap().text());
+    assert!(
+        samples
+            .lines()
+            .any(|l| l == r#"stephost_events_total{outcome="returned",sequence="solo"} 1"#),
+        "{samples}"
+    );
+    assert!(
+        !samples.contains("stephost_step_events_total{"),
+        "a step ran:\n{samples}"
+    );
+    assert!(
+        host.logs().contains("--bare-answer"),
+        "no warning: {}",
+        host.logs()
+    );
+}

@@ -171,6 +171,8 @@ pub struct VersionStats {
     pub events: std::sync::atomic::AtomicU64,
     /// Step calls that failed.
     pub errors: std::sync::atomic::AtomicU64,
+    /// This version's metric series, looked up at its first call.
+    pub series: std::sync::OnceLock<crate::metrics::StepSeries>,
 }
 
 /// Hex SHA-256 of component bytes.

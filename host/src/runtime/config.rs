@@ -59,6 +59,17 @@ pub fn default_keep_resident() -> usize {
     }
 }
 
+/// Default of [`RuntimeConfig::inference_threads`]: two per CPU, one running
+/// and one ready to start. With only one per CPU, every core idled through
+/// the hand-off from one inference to the next (the permit passes to a
+/// waiting guest, which a tokio worker must poll before its inference starts
+/// on a blocking thread): filter → sentiment at 16 clients left 10 % of the
+/// CPU idle, 347 events/s; two per CPU left 1 % idle, 394 events/s, and the
+/// same peak memory (bench/RESULTS.md, "P5: where the time goes").
+pub fn default_inference_threads() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Settings of the engine that cannot change per step.
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -80,12 +91,12 @@ pub struct RuntimeConfig {
     /// and the engine's settings), so a restart or a second host skips
     /// Cranelift. `None` = compile every time.
     pub cache_dir: Option<std::path::PathBuf>,
-    /// How many wasi:nn inferences run at once, host-wide. Each occupies a
-    /// core for milliseconds; more than the cores only queues inside tract.
+    /// How many wasi:nn inferences run at once, host-wide (see
+    /// [`default_inference_threads`]); more wait without holding a thread.
     pub inference_threads: usize,
     /// Let an inference that starts while the host is otherwise idle spread
-    /// its matrix products over `inference_threads` cores (see
-    /// `nn::InferencePool`). Off = every inference on one core.
+    /// its matrix products over every core, at most `inference_threads`
+    /// (see `nn::InferencePool`). Off = every inference on one core.
     pub spread_inference: bool,
     /// Pre-initialise components that export `wizer-initialize` (see
     /// `preinit`). Off = instances run their initialisation themselves.
@@ -116,7 +127,7 @@ impl Default for RuntimeConfig {
             max_instances: 128,
             keep_resident: default_keep_resident(),
             cache_dir: None,
-            inference_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            inference_threads: default_inference_threads(),
             spread_inference: true,
             preinit: true,
             pagemap_scan: true,

@@ -13,7 +13,6 @@ use super::inbound::random_u64;
 use super::*;
 use crate::error_chain::with_causes;
 use crate::event;
-use crate::metrics::labels;
 use crate::registry::{Address, StepTarget, StepVersion};
 use crate::runtime::StepFailure;
 use crate::runtime::guest_event::{from_wit, to_wit};
@@ -30,7 +29,7 @@ impl Dispatcher {
         inbound: &Inbound,
     ) -> Result<Option<Forward>, HopError> {
         let started = std::time::Instant::now();
-        let wall_start = std::time::SystemTime::now();
+        let wall_start = self.otlp.as_ref().map(|_| std::time::SystemTime::now());
         let version = match (version, target) {
             (Some(v), _) => Some(v),
             (None, StepTarget::Wasm(w)) => Some(inbound.version_to_run(w)),
@@ -49,12 +48,23 @@ impl Dispatcher {
         .await;
         let step = target.label();
         let version_label = version.map_or("", |v| v.name.as_str());
-        let outcome = match &result {
-            Ok(Some(_)) => "forwarded",
-            Ok(None) => "dropped",
-            Err(_) => "failed",
+        let fresh;
+        let series = match version {
+            Some(v) => v
+                .stats
+                .series
+                .get_or_init(|| self.metrics.step_series(&step, version_label)),
+            None => {
+                fresh = self.metrics.step_series(&step, version_label);
+                &fresh
+            }
         };
-        if let Some(exporter) = &self.otlp {
+        let (outcome, counter) = match &result {
+            Ok(Some(_)) => ("forwarded", &series.forwarded),
+            Ok(None) => ("dropped", &series.dropped),
+            Err(_) => ("failed", &series.failed),
+        };
+        if let (Some(exporter), Some(wall_start)) = (&self.otlp, wall_start) {
             exporter.record(crate::otlp::SpanRecord {
                 trace_id: inbound.trace.trace_id.clone(),
                 span_id: format!("{:016x}", random_u64() | 1),
@@ -77,18 +87,8 @@ impl Dispatcher {
                 v.stats.errors.fetch_add(1, Relaxed);
             }
         }
-        self.metrics
-            .step_seconds
-            .get_or_create(&labels(&[("step", &step), ("version", version_label)]))
-            .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .steps
-            .get_or_create(&labels(&[
-                ("step", &step),
-                ("version", version_label),
-                ("outcome", outcome),
-            ]))
-            .inc();
+        series.seconds.observe(started.elapsed().as_secs_f64());
+        counter.inc();
         result
     }
 

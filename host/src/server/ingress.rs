@@ -178,9 +178,18 @@ async fn run_sequence(
             return e.into_response();
         }
     };
-    let ran = admitted
-        .run(dispatch(state, seq, event, &headers, &count))
-        .await;
+    let ran = if state.bare_answer {
+        admitted
+            .run(async {
+                count("returned");
+                event_response(state, StatusCode::OK, event)
+            })
+            .await
+    } else {
+        admitted
+            .run(dispatch(state, seq, event, &headers, &count))
+            .await
+    };
     ran.unwrap_or_else(|refusal| {
         count("overloaded");
         refused(refusal)

@@ -39,6 +39,9 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// How long a request body may take to arrive (408 beyond).
     pub read_timeout: std::time::Duration,
+    /// `--bare-answer`: Sequence events are answered with themselves, no
+    /// step runs (the benchmark floor of the host's own cost).
+    pub bare_answer: bool,
 }
 
 /// Largest component upload by default: the biggest reference guest with a
@@ -86,6 +89,13 @@ impl AppState {
         self
     }
 
+    /// Answer Sequence events with themselves without running a step
+    /// (`--bare-answer`, a benchmark floor).
+    pub fn with_bare_answer(mut self, on: bool) -> Self {
+        self.bare_answer = on;
+        self
+    }
+
     /// Turn the `stephostversions` extension on outputs on or off.
     pub fn with_versions_extension(mut self, on: bool) -> Self {
         self.dispatcher = self.dispatcher.with_versions_extension(on);
@@ -108,6 +118,7 @@ impl AppState {
                 crate::admission::workers(),
             ))),
             read_timeout: DEFAULT_READ_TIMEOUT,
+            bare_answer: false,
         }
     }
 }

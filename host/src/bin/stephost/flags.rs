@@ -124,6 +124,12 @@ pub(crate) struct ServeArgs {
     /// Wasm step handled the event) to output events.
     #[arg(long)]
     pub(crate) no_versions_extension: bool,
+    /// Benchmark floor, not for serving: answer every event posted to a
+    /// Sequence with itself (200) once it passed admission and was parsed,
+    /// running no step: what the host costs without its steps (HTTP,
+    /// CloudEvents conversion, admission, metrics; bench/perf.sh P2).
+    #[arg(long)]
+    pub(crate) bare_answer: bool,
     /// Events (Sequence runs and step calls) in progress at once, those
     /// waiting on remote steps, sinks or backoff included: a memory bound
     /// (each holds its body); beyond, 429 + Retry-After at once.
@@ -228,11 +234,11 @@ pub(crate) struct EngineArgs {
     #[arg(long, default_value_t = 128)]
     pub(crate) max_instances: u32,
     /// wasi:nn inferences (host-side model runs) at once, host-wide; more
-    /// wait [default: the number of CPUs].
+    /// wait [default: twice the CPUs, one running and one ready per core].
     #[arg(long)]
     pub(crate) inference_threads: Option<usize>,
     /// Run every inference on one core, also when the host is otherwise
-    /// idle (by default a lone inference uses --inference-threads cores).
+    /// idle (by default a lone inference uses every core).
     #[arg(long)]
     pub(crate) no_spread_inference: bool,
     /// Compile cache directory [default: $XDG_CACHE_HOME/stephost, else

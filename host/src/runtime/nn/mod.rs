@@ -45,8 +45,10 @@ use wasmtime::component::{HasData, ResourceTable};
 pub const DEFAULT_MAX_INPUT_ELEMENTS: usize = 1 << 20;
 
 /// Bounds how many inferences run at once, host-wide: each takes a core for
-/// milliseconds, so more at once than there are cores only adds latency and
-/// memory. Waiting guests wait asynchronously; they hold no thread.
+/// milliseconds, so far more at once than there are cores only adds latency
+/// and memory (the default, two per core, keeps the next inference ready when
+/// one ends; see `config::default_inference_threads`). Waiting guests wait
+/// asynchronously; they hold no thread.
 ///
 /// It also decides how many cores one inference uses. An inference that
 /// starts while the host is otherwise idle (no other inference running, no
@@ -81,11 +83,15 @@ impl Drop for RunningInstance {
 
 impl InferencePool {
     /// A pool running at most `threads` inferences at once (at least one);
-    /// with `spread`, an inference alone on the host uses `threads` cores.
+    /// with `spread`, an inference alone on the host uses every CPU, at most
+    /// `threads`.
     pub fn new(threads: usize, spread: bool) -> Arc<Self> {
         let threads = threads.max(1);
-        let spread = (spread && threads > 1)
-            .then(|| Executor::multithread_with_name(threads, "stephost-nn"));
+        let cores = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(threads);
+        let spread =
+            (spread && cores > 1).then(|| Executor::multithread_with_name(cores, "stephost-nn"));
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(threads)),
             inferences: Arc::new(AtomicUsize::new(0)),
