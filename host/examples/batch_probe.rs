@@ -37,7 +37,7 @@ fn plan(bytes: &[u8], batch: usize) -> TractResult<Arc<TypedRunnableModel>> {
             },
         )?;
     }
-    Ok(model.into_optimized()?.into_runnable()?)
+    model.into_optimized()?.into_runnable()
 }
 
 fn main() -> anyhow::Result<()> {

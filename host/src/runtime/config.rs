@@ -59,15 +59,15 @@ pub fn default_keep_resident() -> usize {
     }
 }
 
-/// Default of [`RuntimeConfig::inference_threads`]: two per CPU, one running
-/// and one ready to start. With only one per CPU, every core idled through
-/// the hand-off from one inference to the next (the permit passes to a
-/// waiting guest, which a tokio worker must poll before its inference starts
-/// on a blocking thread): filter → sentiment at 16 clients left 10 % of the
-/// CPU idle, 347 events/s; two per CPU left 1 % idle, 394 events/s, and the
-/// same peak memory (bench/RESULTS.md, "P5: where the time goes").
+/// Default of [`RuntimeConfig::inference_threads`]: one per CPU. The
+/// threads take inferences from one queue (see `nn::InferencePool`), so a
+/// core never idles between one inference and the next, and more threads
+/// would only time-slice inferences on the same cores: filter → sentiment at
+/// 4 and 16 clients had a p99 of 13–15 and 38–41 ms with two threads against
+/// 19–21 and 44 ms with four, for the same events/s (bench/RESULTS.md,
+/// "P5: where the time goes").
 pub fn default_inference_threads() -> usize {
-    2 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Settings of the engine that cannot change per step.
@@ -91,8 +91,9 @@ pub struct RuntimeConfig {
     /// and the engine's settings), so a restart or a second host skips
     /// Cranelift. `None` = compile every time.
     pub cache_dir: Option<std::path::PathBuf>,
-    /// How many wasi:nn inferences run at once, host-wide (see
-    /// [`default_inference_threads`]); more wait without holding a thread.
+    /// Threads that run wasi:nn inferences, host-wide (see
+    /// [`default_inference_threads`]); more inferences wait without holding
+    /// a thread.
     pub inference_threads: usize,
     /// Let an inference that starts while the host is otherwise idle spread
     /// its matrix products over every core, at most `inference_threads`

@@ -56,6 +56,9 @@ pub enum RuntimeError {
         /// What the guest wrote to stderr meanwhile.
         stderr: String,
     },
+    /// The host could not start its inference threads.
+    #[error("cannot start the inference threads: {0}")]
+    Threads(#[from] std::io::Error),
     /// The component file could not be read.
     #[error("cannot read component {path}: {source}")]
     Read {

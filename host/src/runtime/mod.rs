@@ -127,7 +127,7 @@ impl Runtime {
             engine,
             linker,
             slots: Arc::new(Semaphore::new(config.max_instances as usize)),
-            inference: InferencePool::new(config.inference_threads, config.spread_inference),
+            inference: InferencePool::new(config.inference_threads, config.spread_inference)?,
             snapshots: cache
                 .as_ref()
                 .and(config.cache_dir.as_deref())

@@ -233,8 +233,8 @@ pub(crate) struct EngineArgs {
     /// Instances that may run at once across all steps (pool size).
     #[arg(long, default_value_t = 128)]
     pub(crate) max_instances: u32,
-    /// wasi:nn inferences (host-side model runs) at once, host-wide; more
-    /// wait [default: twice the CPUs, one running and one ready per core].
+    /// Threads running wasi:nn inferences (host-side model runs), host-wide;
+    /// more inferences wait in a queue [default: the number of CPUs].
     #[arg(long)]
     pub(crate) inference_threads: Option<usize>,
     /// Run every inference on one core, also when the host is otherwise

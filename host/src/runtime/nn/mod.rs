@@ -6,8 +6,8 @@
 //! threads) and shared by every instance of every step granted it. A step sees
 //! only its own grants ([`StepModels`]); `load` of raw bytes is refused unless
 //! its manifest allows it. Inputs are checked against the model's limits
-//! before tract sees them; inference runs on tokio's blocking threads, at most
-//! [`InferencePool`] at once, while the calling guest waits asynchronously;
+//! before tract sees them; inference runs on the [`InferencePool`]'s own
+//! threads, while the calling guest waits asynchronously;
 //! every failure is a wasi-nn `error` with a message, never a trap.
 //!
 //! Why not wasmtime-wasi-nn's backend traits: they work with tract (tried),
@@ -31,11 +31,11 @@ use tract::TractGraph;
 pub use tract::{LoadedModel, ModelError, load_onnx};
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Instant;
 
-use tokio::sync::Semaphore;
 use tract_linalg::multithread::{Executor, multithread_tract_scope};
 use wasmtime::component::{HasData, ResourceTable};
 
@@ -44,25 +44,30 @@ use wasmtime::component::{HasData, ResourceTable};
 /// host allocate without bound. A model's manifest entry can lower it.
 pub const DEFAULT_MAX_INPUT_ELEMENTS: usize = 1 << 20;
 
-/// Bounds how many inferences run at once, host-wide: each takes a core for
-/// milliseconds, so far more at once than there are cores only adds latency
-/// and memory (the default, two per core, keeps the next inference ready when
-/// one ends; see `config::default_inference_threads`). Waiting guests wait
-/// asynchronously; they hold no thread.
+/// The threads inferences run on, host-wide: each inference takes a core for
+/// milliseconds, so as many threads as cores, each taking the next waiting
+/// inference from one queue the moment it finishes the last. (On tokio's
+/// blocking threads behind a semaphore of one permit per core, every core
+/// idled through each hand-off — the permit passed to a waiting guest, which
+/// a tokio worker had to poll before its inference could start — 10 % of the
+/// CPU at 16 clients; more permits than cores filled the gap by time-slicing
+/// inferences on one core instead.) Waiting guests wait asynchronously; they
+/// hold no thread. The queue holds at most one inference per instance, and
+/// instances are bounded (`--max-instances`).
 ///
 /// It also decides how many cores one inference uses. An inference that
-/// starts while the host is otherwise idle (no other inference running, no
-/// other Wasm instance running) spreads its matrix products over every core
-/// (tract's multithreaded executor, a rayon pool of one thread per core): at
-/// one client the other cores would sit idle. Under load each inference runs
-/// on one core, so events do not fight over the cores. Splitting a matrix
-/// product by output tiles leaves every sum in the same order: the answers
-/// are bit-identical (the sentiment logits tests compare them with native
-/// tract on one thread).
+/// starts while the host is otherwise idle (no other inference queued or
+/// running, no other Wasm instance running) spreads its matrix products over
+/// every core (tract's multithreaded executor, a rayon pool of one thread
+/// per core): at one client the other cores would sit idle. Under load each
+/// inference runs on one core, so events do not fight over the cores.
+/// Splitting a matrix product by output tiles leaves every sum in the same
+/// order: the answers are bit-identical (the sentiment logits tests compare
+/// them with native tract on one thread).
 pub struct InferencePool {
-    /// One permit per inference that may run at once.
-    permits: Arc<Semaphore>,
-    /// Inferences running now.
+    /// Where inferences wait for a thread.
+    queue: mpsc::Sender<Job>,
+    /// Inferences queued or running now.
     inferences: Arc<AtomicUsize>,
     /// Wasm instances running now, host-wide ([`InferencePool::instance_running`]).
     instances: Arc<AtomicUsize>,
@@ -70,6 +75,9 @@ pub struct InferencePool {
     /// with one core or when spreading is off.
     spread: Option<Executor>,
 }
+
+/// One inference (or graph optimisation) for a pool thread.
+type Job = Box<dyn FnOnce() + Send>;
 
 /// Counts one running Wasm instance (see [`InferencePool::instance_running`])
 /// until dropped.
@@ -82,22 +90,36 @@ impl Drop for RunningInstance {
 }
 
 impl InferencePool {
-    /// A pool running at most `threads` inferences at once (at least one);
-    /// with `spread`, an inference alone on the host uses every CPU, at most
-    /// `threads`.
-    pub fn new(threads: usize, spread: bool) -> Arc<Self> {
+    /// A pool of `threads` inference threads (at least one); with `spread`,
+    /// an inference alone on the host uses every CPU, at most `threads`.
+    pub fn new(threads: usize, spread: bool) -> std::io::Result<Arc<Self>> {
         let threads = threads.max(1);
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(threads);
         let spread =
             (spread && cores > 1).then(|| Executor::multithread_with_name(cores, "stephost-nn"));
-        Arc::new(Self {
-            permits: Arc::new(Semaphore::new(threads)),
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..threads {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("stephost-infer-{i}"))
+                .spawn(move || {
+                    // Ends when the pool (the queue's sender) is dropped.
+                    while let Some(job) = next_job(&jobs) {
+                        // A job catches its own panics; this keeps the thread
+                        // should one escape (its caller then sees a failure).
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                })?;
+        }
+        Ok(Arc::new(Self {
+            queue,
             inferences: Arc::new(AtomicUsize::new(0)),
             instances: Arc::new(AtomicUsize::new(0)),
             spread,
-        })
+        }))
     }
 
     /// Count a Wasm instance as running while the guard lives, so an
@@ -107,42 +129,53 @@ impl InferencePool {
         RunningInstance(self.instances.clone())
     }
 
-    /// Run CPU-heavy `job` on a blocking thread once a slot is free, on
-    /// every core if the host is otherwise idle. The slot stays taken until
-    /// the job ends, even if the caller stops waiting.
+    /// Run CPU-heavy `job` on a pool thread once one is free, on every core
+    /// if the host is otherwise idle. A job whose caller stopped waiting
+    /// before it started is skipped; once started, it runs to its end.
     async fn run<R: Send + 'static>(
         &self,
         job: impl FnOnce() -> R + Send + 'static,
     ) -> Result<R, String> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| "the host is shutting down".to_string())?;
         // Alone: no other inference, and no instance but the caller's.
         let alone = self.inferences.fetch_add(1, Ordering::Relaxed) == 0
             && self.instances.load(Ordering::Relaxed) <= 1;
-        let running = RunningInstance(self.inferences.clone());
+        let queued = RunningInstance(self.inferences.clone());
         let spread = self.spread.clone().filter(|_| alone);
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _running = running;
-            match spread {
-                // The whole inference runs on a thread of the pool, so each
-                // matrix product splits across the pool without waking this
-                // thread and handing back to it, op after op.
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _queued = queued;
+            if answer.is_closed() {
+                return;
+            }
+            let out = match spread {
+                // The whole inference runs on a thread of the every-core
+                // pool, so each matrix product splits across the pool
+                // without waking this thread and handing back to it, op
+                // after op.
                 Some(Executor::MultiThread(pool)) => {
                     let executor = Executor::MultiThread(pool.clone());
                     pool.install(move || multithread_tract_scope(executor, job))
                 }
                 Some(executor) => multithread_tract_scope(executor, job),
                 None => job(),
-            }
-        })
-        .await
-        .map_err(|_| "inference thread failed".to_string())
+            };
+            let _ = answer.send(out);
+        });
+        self.queue
+            .send(job)
+            .map_err(|_| "the host is shutting down".to_string())?;
+        answered
+            .await
+            .map_err(|_| "inference thread failed".to_string())
     }
+}
+
+/// The next job for a pool thread; `None` once the pool is gone.
+fn next_job(jobs: &Mutex<mpsc::Receiver<Job>>) -> Option<Job> {
+    // A poisoned lock only means another thread panicked while waiting;
+    // the receiver itself is intact.
+    let jobs = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    jobs.recv().ok()
 }
 
 /// The models one step is granted, by name — all `load-by-name` can see —
