@@ -76,6 +76,18 @@ pub struct InferencePool {
     spread: Option<Executor>,
 }
 
+/// tract's threading thresholds for a spread inference: a matrix product of
+/// at least this many kernel panels, and a row-wise operation of at least
+/// [`SPREAD_ELEMENTS`] elements, is split across the cores. tract's defaults
+/// (64 panels, 32768 elements) leave a short review's inference (15–18
+/// tokens) almost whole on one core: 3.12–3.28 ms spread against 3.29 ms on
+/// one; with 16 and 4096, 2.50–2.70 ms (`examples/spread_probe.rs`, figures
+/// in bench/RESULTS.md). They only apply on the every-core executor.
+const SPREAD_PANELS: usize = 16;
+
+/// See [`SPREAD_PANELS`].
+const SPREAD_ELEMENTS: usize = 4096;
+
 /// One inference (or graph optimisation) for a pool thread.
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -97,8 +109,11 @@ impl InferencePool {
         let cores = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(threads);
-        let spread =
-            (spread && cores > 1).then(|| Executor::multithread_with_name(cores, "stephost-nn"));
+        let spread = (spread && cores > 1).then(|| {
+            tract_linalg::multithread::set_threading_panel_threshold(SPREAD_PANELS);
+            tract_linalg::multithread::set_threading_element_threshold(SPREAD_ELEMENTS);
+            Executor::multithread_with_name(cores, "stephost-nn")
+        });
         let (queue, jobs) = mpsc::channel::<Job>();
         let jobs = Arc::new(Mutex::new(jobs));
         for i in 0..threads {
