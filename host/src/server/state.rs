@@ -92,6 +92,11 @@ impl AppState {
     /// Answer Sequence events with themselves without running a step
     /// (`--bare-answer`, a benchmark floor).
     pub fn with_bare_answer(mut self, on: bool) -> Self {
+        if on {
+            tracing::warn!(
+                "--bare-answer: Sequence events are answered with themselves, no step runs"
+            );
+        }
         self.bare_answer = on;
         self
     }

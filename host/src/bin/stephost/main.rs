@@ -314,9 +314,6 @@ fn serve(args: ServeArgs) -> Result<()> {
         .map_err(anyhow::Error::msg)
         .context("--queue-timeout")?;
     let admission = admission(&args, queue_timeout)?;
-    if args.bare_answer {
-        tracing::warn!("--bare-answer: Sequence events are answered with themselves, no step runs");
-    }
     let read_timeout = parse_duration(&args.read_timeout)
         .map_err(anyhow::Error::msg)
         .context("--read-timeout")?;
@@ -387,10 +384,7 @@ fn serve(args: ServeArgs) -> Result<()> {
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal: a log collector (Knative
-    // reads the container's stderr) would store the escape codes, and the
-    // fmt layer writes them into every span's fields as the span opens, once
-    // per step call (2 % of the host's CPU on the 3-appender Sequence).
+    // Colours only on a terminal: a log collector would store the escape codes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
