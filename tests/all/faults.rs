@@ -468,3 +468,93 @@ async fn a_warm_start_reads_the_pre_initialisation_snapshot_from_the_cache() {
     drop(host);
     assert_eq!(snapshots(&cache).len(), stored.len() + 1);
 }
+
+/// The compile cache's entries and their `.stats` files: (name, bytes).
+fn cache_files(cache_dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    for engine_dir in std::fs::read_dir(cache_dir.join("modules")).expect("modules dir") {
+        for entry in std::fs::read_dir(engine_dir.expect("entry").path()).expect("engine dir") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .into_owned();
+            files.push((name, std::fs::read(&path).expect("read cache file")));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_much_used_cache_entry_is_not_recompressed_behind_the_events() {
+    // wasmtime's cache worker recompresses an entry at zstd level 20 once it
+    // has been loaded 256 times: seconds to tens of seconds of a core taken
+    // from serving. stephost switches that off; this marks every entry as
+    // loaded 1000 times and checks the next start only counts the use.
+    let temp = tempfile::tempdir().expect("temp dir");
+    let cache = temp.path().join("compiled");
+    let args = ["--cache-dir", cache.to_str().expect("utf-8")];
+    let manifest = format!(
+        "{}{}",
+        sequence("s", &["a"], None),
+        wasm_step("a", APPENDER, &[("suffix", "-a")], "")
+    );
+    drop(Host::start(&manifest, &args).await);
+    let stats: Vec<String> = cache_files(&cache)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".stats"))
+        .map(|(name, _)| name)
+        .collect();
+    assert!(!stats.is_empty(), "the first start filled the cache");
+    for name in &stats {
+        let path = std::fs::read_dir(cache.join("modules"))
+            .expect("modules dir")
+            .map(|d| d.expect("entry").path().join(name))
+            .find(|p| p.exists())
+            .expect("stats file");
+        std::fs::write(path, "usages = 1000\noptimized-compression = 3\n").expect("mark used");
+    }
+    let before = cache_files(&cache);
+
+    let host = Host::start(&manifest, &args).await;
+    let out = post(&host.url, &ce_headers("c-1", "text/plain"), "x").await;
+    assert_eq!(out.text(), "x-a");
+    // The worker counts the load (usages 1001) before it would recompress.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let counted = loop {
+        let text: String = cache_files(&cache)
+            .into_iter()
+            .filter(|(name, _)| name.ends_with(".stats"))
+            .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
+            .collect();
+        if text.contains("usages = 1001") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(counted.contains("usages = 1001"), "{counted}");
+    // Level 20 of this small entry takes well under a second when it runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    drop(host);
+    let after = cache_files(&cache);
+    // Each entry: its name, size and a hash of its bytes.
+    let entries = |files: &[(String, Vec<u8>)]| -> Vec<(String, usize, u64)> {
+        use std::hash::{Hash, Hasher};
+        files
+            .iter()
+            .filter(|(name, _)| !name.ends_with(".stats"))
+            .map(|(name, bytes)| {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut hasher);
+                (name.clone(), bytes.len(), hasher.finish())
+            })
+            .collect()
+    };
+    assert_eq!(entries(&after), entries(&before), "entries not rewritten");
+    for (name, bytes) in after.iter().filter(|(n, _)| n.ends_with(".stats")) {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(text.contains("optimized-compression = 3"), "{name}: {text}");
+    }
+}

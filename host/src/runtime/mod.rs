@@ -44,7 +44,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::step_limits::StepLimits;
 use bindings::{Step, StepPre};
-use config::{EpochTicker, engine_config};
+use config::{EpochTicker, cache_config, engine_config};
 use guest_log::GuestLog;
 use nn::{InferencePool, NnView, StepModels};
 use snapshots::SnapshotCache;
@@ -96,9 +96,7 @@ impl Runtime {
     /// Build the engine (pooling allocator if asked and possible) and linker.
     pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
         let cache = config.cache_dir.as_ref().and_then(|dir| {
-            let mut cache = wasmtime::CacheConfig::new();
-            cache.with_directory(dir);
-            wasmtime::Cache::new(cache)
+            wasmtime::Cache::new(cache_config(dir))
                 .inspect_err(|e| {
                     tracing::warn!(error = %e, dir = %dir.display(), "compile cache disabled");
                 })
