@@ -21,8 +21,11 @@ peer's venv. Prints Markdown tables (and writes target/perf/results.json):
   P7  process start -> /readyz 200, warm and cold compile cache
 
 Load: examples/loadgen.rs, closed loop (N keep-alive clients). Every figure
-of a pair comes from the same run; each load phase is repeated and the median
-repetition (by events/s) is reported.
+of a pair comes from the same run; at each concurrency level the systems
+compared (fused and its baseline; for P2 also nginx and the bare answer, for
+P3 also P5's native pipeline) take turns phase by phase, A B C A B C, so the
+shared machine's drift falls on all of them alike; each reports its median
+phase (by events/s).
 
 Usage: python3 bench/perf.py [--smoke] [--only P2,P3,...] --venv-python PATH
   --smoke: 1 s phases, concurrency 1 and 4, no criterion, no cold start:
@@ -229,33 +232,69 @@ def load(url, concurrency, seconds, content_type="application/json"):
     return r
 
 
-def measure(url, concurrency, content_type="application/json", server=None):
-    """The median of REPS closed-loop phases (by events/s); with `server`,
-    also its CPU per event over all REPS phases (µs)."""
-    cpu = server.cpu_seconds() if server else 0.0
-    runs = [load(url, concurrency, PHASE, content_type) for _ in range(REPS)]
-    cpu_us = ((server.cpu_seconds() - cpu) * 1e6 / sum(r["accepted"] for r in runs)
-              if server else float("nan"))
-    runs.sort(key=lambda r: r["accepted_per_s"])
-    median = runs[len(runs) // 2]
-    median["cpu_us_per_event"] = cpu_us
-    return median
+class Target:
+    """One system of a side-by-side measurement: a URL under closed-loop load
+    (with `server`, its CPU per event is read from /proc), or the native
+    in-process pipeline with `native_threads` workers."""
+
+    def __init__(self, name, url=None, content_type="application/json", server=None,
+                 native_threads=None):
+        self.name, self.url, self.content_type = name, url, content_type
+        self.server, self.native_threads = server, native_threads
+
+    def warm_up(self, concurrency):
+        if self.url:
+            load(self.url, concurrency, min(PHASE, 2), self.content_type)
+
+    def phase(self, concurrency):
+        """One load phase of PHASE seconds; the loadgen's (or native's) JSON."""
+        if self.native_threads:
+            out = subprocess.run([NATIVE, "--threads", str(self.native_threads),
+                                  "--seconds", str(PHASE)],
+                                 check=True, capture_output=True, text=True).stdout
+            return json.loads(out)
+        cpu = self.server.cpu_seconds() if self.server else 0.0
+        r = load(self.url, concurrency, PHASE, self.content_type)
+        r["cpu_s"] = self.server.cpu_seconds() - cpu if self.server else 0.0
+        return r
 
 
-def compare(name, a_servers, a_url, b_servers, b_url, content_type):
-    """Both systems at every concurrency level, A then B at each level."""
-    rows = []
+def measure_interleaved(targets, concurrency):
+    """Every target at `concurrency`, REPS phases each, taken in turn (A B C,
+    A B C, ...) so that the shared machine's drift from minute to minute falls
+    on all of them alike; per target the median phase (by events/s), with its
+    CPU per event over all its phases (µs) when it has a server."""
+    for t in targets:
+        t.warm_up(concurrency)
+    runs = {t.name: [] for t in targets}
+    for _ in range(REPS):
+        for t in targets:
+            runs[t.name].append(t.phase(concurrency))
+    out = {}
+    for t in targets:
+        phases = runs[t.name]
+        cpu_us = (sum(r["cpu_s"] for r in phases) * 1e6 / sum(r["accepted"] for r in phases)
+                  if t.server else float("nan"))
+        phases.sort(key=lambda r: r["accepted_per_s"])
+        median = phases[len(phases) // 2]
+        median["cpu_us_per_event"] = cpu_us
+        out[t.name] = median
+    return out
+
+
+def compare(name, a, b, extra_at=lambda c: []):
+    """Targets `a` and `b` (and `extra_at(c)`'s) at every concurrency level,
+    interleaved phase by phase; ([(c, a, b)], {extra name: {c: median}})."""
+    rows, extras = [], {}
     for c in LEVELS:
-        load(a_url, c, min(PHASE, 2), content_type)  # warm-up
-        a = measure(a_url, c, content_type, a_servers[0])
-        load(b_url, c, min(PHASE, 2), content_type)
-        b = measure(b_url, c, content_type)
-        rows.append((c, a, b))
-        print(f"  {name} c={c}: {a['accepted_per_s']:.0f} vs {b['accepted_per_s']:.0f} ev/s",
-              file=sys.stderr)
-    rss_a = sum(s.peak_rss_mib() for s in a_servers)
-    rss_b = sum(s.peak_rss_mib() for s in b_servers)
-    return rows, rss_a, rss_b
+        extra = extra_at(c)
+        got = measure_interleaved([a, b, *extra], c)
+        rows.append((c, got[a.name], got[b.name]))
+        for t in extra:
+            extras.setdefault(t.name, {})[c] = got[t.name]
+        print(f"  {name} c={c}: " + ", ".join(f"{k} {v['accepted_per_s']:.0f}"
+                                               for k, v in got.items()), file=sys.stderr)
+    return rows, extras
 
 
 def appender_step(name, suffix):
@@ -319,14 +358,14 @@ def run_p2():
         status, _, body = post(bare.url, "text/plain", b"hello", "p2")
         if status != 200 or body != b"hello":
             sys.exit(f"P2: the bare answer was {status} {body!r}, want 200 'hello'")
-        results["P2"] = compare("P2", [fused], fused.url, steps + [chain], chain.url, "text/plain")
-        for key, server in [("P2-nginx", floor), ("P2-bare", bare)]:
-            results[key] = {}
-            for c in LEVELS:
-                load(server.url, c, min(PHASE, 2), "text/plain")
-                results[key][c] = measure(server.url, c, "text/plain", server)
-                print(f"  {key} c={c}: {results[key][c]['accepted_per_s']:.0f} req/s",
-                      file=sys.stderr)
+        floors = [Target("P2-nginx", floor.url, "text/plain", floor),
+                  Target("P2-bare", bare.url, "text/plain", bare)]
+        rows, extras = compare("P2", Target("fused", fused.url, "text/plain", fused),
+                               Target("http-chain", chain.url, "text/plain"),
+                               lambda c: floors)
+        results["P2"] = (rows, fused.peak_rss_mib(),
+                         sum(s.peak_rss_mib() for s in steps + [chain]))
+        results.update(extras)
     finally:
         for s in servers:
             s.stop()
@@ -359,8 +398,16 @@ def run_p3():
                     if status != 200 or headers.get(header) != w:
                         sys.exit(f"P3: {s.name} on {text!r}: {status}, {header} = "
                                  f"{headers.get(header)!r}, want {w!r}: {body[:300]!r}")
-        results["P3"] = compare("P3", [fused], fused.url, peers + [chain], chain.url,
-                                "application/json")
+        # P5's native pipeline is measured beside each level too (one thread
+        # beside 1 client, for the latency row).
+        native2 = Target("native-2", native_threads=2)
+        native1 = Target("native-1", native_threads=1)
+        rows, extras = compare("P3", Target("fused", fused.url, server=fused),
+                               Target("python-peer", chain.url),
+                               lambda c: [native2, native1] if c == LEVELS[0] else [native2])
+        results["P3"] = (rows, fused.peak_rss_mib(),
+                         sum(s.peak_rss_mib() for s in peers + [chain]))
+        results["P5"] = extras
     finally:
         for s in servers:
             s.stop()
@@ -368,12 +415,6 @@ def run_p3():
 
 if "P3" in ONLY:
     run_p3()
-    native = {}
-    for threads in (1, 2):
-        out = subprocess.run([NATIVE, "--threads", str(threads), "--seconds", str(PHASE)],
-                             check=True, capture_output=True, text=True).stdout
-        native[threads] = json.loads(out)
-    results["P5"] = native
 
 # ---- P7: start -> /readyz ---------------------------------------------------------
 def start_to_ready(extra):
@@ -486,11 +527,11 @@ if "P4" in results:
           f"{ms(n * 1e3)} | {g / n:.2f}× | reported | — |")
 if "P5" in results:
     best = max(results["P3"][0], key=lambda r: r[1]["accepted_per_s"])
-    nat = results["P5"][2]
+    nat = results["P5"]["native-2"][best[0]]  # measured beside that level
     r5 = best[1]["accepted_per_s"] / nat["accepted_per_s"]
     print(f"| P5 filter → sentiment, best ev/s ({best[0]} clients) | {best[1]['accepted_per_s']:.0f} ev/s "
           f"| native, 2 threads {nat['accepted_per_s']:.0f} ev/s | {r5:.2f}× | ≥ 0.9× | {met(r5 >= 0.9)} |")
-    one, nat1 = results["P3"][0][0][1], results["P5"][1]
+    one, nat1 = results["P3"][0][0][1], results["P5"]["native-1"][LEVELS[0]]
     print(f"| P5 filter → sentiment, latency at 1 client (p50) | {ms(one['p50_ms'])} "
           f"| native, 1 thread {ms(nat1['p50_ms'])} | {one['p50_ms'] / nat1['p50_ms']:.2f}× | — | — |")
 if "P7" in results:
@@ -518,10 +559,12 @@ if "P3" in results:
     level_table("P3 — filter → sentiment: fused stephost vs python-peer (2 uvicorn services "
                 "+ channel dispatcher)", *results["P3"], "fused", "python-peer")
 if "P5" in results:
-    nat, nat1 = results["P5"][2], results["P5"][1]
-    print(f"\nP5 native in-process: 1 thread {nat1['accepted_per_s']:.0f} ev/s "
-          f"(p50 {ms(nat1['p50_ms'])}, p99 {ms(nat1['p99_ms'])}); 2 threads "
-          f"{nat['accepted_per_s']:.0f} ev/s (p50 {ms(nat['p50_ms'])}, p99 {ms(nat['p99_ms'])}).")
+    nat1 = results["P5"]["native-1"][LEVELS[0]]
+    print(f"\nP5 native in-process, measured beside each level of P3: 1 thread (beside "
+          f"{LEVELS[0]} client) {nat1['accepted_per_s']:.0f} ev/s (p50 {ms(nat1['p50_ms'])}, "
+          f"p99 {ms(nat1['p99_ms'])}); 2 threads "
+          + ", ".join(f"beside {c} clients {n['accepted_per_s']:.0f} ev/s"
+                      for c, n in sorted(results["P5"]["native-2"].items())) + ".")
 if "P1" in results:
     print("\nP1 all variants (criterion medians): "
           + ", ".join(f"{k} {us(v)}" for k, v in sorted(results["P1"].items())))
